@@ -1,0 +1,59 @@
+"""The project itself: dependencies declared twice agree, the console script, the benchmark."""
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!\[ ]", requirement, maxsplit=1)[0].lower()
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += [r for r in extra if not r.startswith("aafcore")]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "-e ." in pip
+    assert sorted(r for r in pip if r != "-e .") == sorted(declared)
+    assert "torch==2.14.1" in declared and "torchvision==0.29.1" in declared
+    assert "jupyter-book>=1,<2" in declared
+
+
+def _aaf():
+    exe = Path(sys.executable).parent / "aaf"
+    return str(exe) if exe.exists() else shutil.which("aaf")
+
+
+def test_console_script():
+    exe = _aaf()
+    assert exe, "the aaf console script is not installed"
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "info" in out.stdout
+    info = subprocess.run([exe, "info"], capture_output=True, text=True)
+    assert info.returncode == 0 and "torch: 2." in info.stdout
+    bad = subprocess.run([exe, "frobnicate"], capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert bad.stderr.count("\n") == 1 and "frobnicate" in bad.stderr
+
+
+def test_benchmark_runs_and_compares(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "aaf_loss.py"), "--device", "cpu",
+                          "--shapes", "2,4,12,12", "--reps", "1", "--out", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    import json
+    row = json.loads(out.read_text())["results"][0]
+    assert row["shape"] == [2, 4, 12, 12] and row["loss_rel_diff"] < 1e-4
+    assert row["naive_ms"] > 0 and row["aafcore_ms"] > 0 and row["naive_peak_mib"] > 0
+    assert row["provenance"]["torch"]
