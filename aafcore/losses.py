@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 CLIP = 1e-4  # probabilities are clipped to [1e-4, 1] before the logarithms, as in the official code
+SUM_DTYPE = torch.float64  # the per-class sums of many terms are accumulated in float64
 
 
 # --------------------------------------------------------------------------- helpers
@@ -255,16 +256,17 @@ class _PairKL(torch.autograd.Function):
         for o, (r0, c0), (r1, c1) in geo.slices:
             accs[o // 8, ..., r0, c0].addcmul_(pair_f[:, None, None, o, r0, c0], qq[..., r1, c1])
         cross = lg * accs  # sum_o V (q_j log q_i, qb_j log qb_i), per size
-        non_edge = p.new_zeros(k_sizes, c)
+        non_edge = p.new_zeros(k_sizes, c, dtype=SUM_DTYPE)  # sums of many terms: accumulate in float64
         if by_channel:  # sum_i sum_o V h_{i+o,c} = sum_j h_{j,c} (number of pairs whose neighbour is j)
             received = torch.stack([geo.to_neighbours(pair_f[:, 8 * k:8 * k + 8], 8 * k)
                                     for k in range(k_sizes)])  # [K, N, H, W]
-            non_edge += (h * received[:, :, None]).sum((1, 3, 4)) - cross.sum((1, 2, 4, 5))
+            non_edge += ((h * received[:, :, None]).sum((1, 3, 4)) - cross.sum((1, 2, 4, 5))).to(SUM_DTYPE)
         else:
             h_term = (pair_f * geo.at_neighbours(h.sum(1), 0.0)).view(n, k_sizes, 8, hw).sum(2)  # [N, K, HW]
             per_px = cross.sum((2, 3)).view(k_sizes, n, hw).transpose(0, 1)
             px_keys = torch.arange(k_sizes, device=p.device)[:, None] * c + y.view(n, 1, hw)  # [N, K, HW]
-            non_edge.view(-1).index_add_(0, px_keys.flatten(), ((h_term - per_px) * valid.view(n, 1, hw)).flatten())
+            per_px = ((h_term - per_px) * valid.view(n, 1, hw)).flatten().to(SUM_DTYPE)
+            non_edge.view(-1).index_add_(0, px_keys.flatten(), per_px)
 
         # Edge pairs: q and qb at (j, a), (j, b), (i, a), (i, b), a = y_i, b = y_j.
         e_n, e_p, e_r, e_c = (pair_valid & (y[:, None] != y_j)).nonzero().unbind(1)
@@ -280,8 +282,9 @@ class _PairKL(torch.autograd.Function):
         kl_ab = (vals[:, 0] * (logs[:, 0] - logs[:, 1])).sum(0).flatten()  # [2M]: KL_a then KL_b
         e_k = (e_p // 8) * c
         keys = torch.cat((e_k + ya, e_k + (yb if by_channel else ya)))
-        edge = p.new_zeros(k_sizes * c).index_add_(0, keys, (margin - kl_ab).clamp_min(0)).view(k_sizes, c)
-        non_edge -= p.new_zeros(k_sizes * c).index_add_(0, keys, kl_ab).view(k_sizes, c)
+        kl_sum = kl_ab.to(SUM_DTYPE)
+        edge = p.new_zeros(k_sizes * c, dtype=SUM_DTYPE).index_add_(0, keys, (margin - kl_sum).clamp_min(0))
+        non_edge -= p.new_zeros(k_sizes * c, dtype=SUM_DTYPE).index_add_(0, keys, kl_sum).view(k_sizes, c)
 
         n_edge = 2 * torch.zeros(k_sizes, dtype=torch.long, device=p.device).index_add_(
             0, e_p // 8, torch.ones_like(e_p))
@@ -291,7 +294,7 @@ class _PairKL(torch.autograd.Function):
         ctx.save_for_backward(p, qq, lg, y, valid, pair_f, keys, kl_ab, index, vals, logs)
         ctx.accs, ctx.geo = accs, geo
         ctx.margin, ctx.by_channel = margin, by_channel
-        return edge, non_edge, n_edge, n_non_edge
+        return edge.view(k_sizes, c).to(p.dtype), non_edge.to(p.dtype), n_edge, n_non_edge
 
     @staticmethod
     def backward(ctx, g_edge, g_non_edge, _g_n_edge, _g_n_non_edge):

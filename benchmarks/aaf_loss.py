@@ -2,7 +2,8 @@
 
 Both implementations get the same inputs in one run: logits ``N(0, 2^2)`` and VOC-like label
 maps at the logits' resolution (a background with 2-5 ellipses/rectangles of random classes,
-half of the boundary pixels marked ignore, as VOC's void bands).  For each shape it prints the
+half of the boundary pixels marked ignore, as VOC's void bands); ``--labels noise`` gives i.i.d.
+labels instead, the worst case for ``aafcore`` (nearly every pair is an edge pair).  For each shape it prints the
 median fwd+bwd time of interleaved runs (so that machine noise hits both alike), the peak memory
 of one fwd+bwd, the ratios, and the largest difference between the two losses.
 
@@ -65,11 +66,14 @@ def scene_labels(n: int, h: int, w: int, c: int, seed: int = 0, ignore_index: in
     return torch.where(void, torch.full_like(out, ignore_index), out)
 
 
-def make_inputs(shape, device, seed=0):
+def make_inputs(shape, device, seed=0, labels="scenes"):
     n, c, h, w = shape
     g = torch.Generator().manual_seed(seed)
     logits = (2 * torch.randn(shape, generator=g)).to(device).requires_grad_()
-    labels = scene_labels(n, h, w, c, seed).to(device)
+    if labels == "scenes":
+        labels = scene_labels(n, h, w, c, seed).to(device)
+    else:  # worst case: i.i.d. classes, nearly every pair is an edge pair
+        labels = torch.randint(0, c, (n, h, w), generator=g).to(device)
     loss = AdaptiveAffinityFieldLoss(c, kernel_sizes=SIZES).to(device)
     return logits, labels, loss
 
@@ -97,8 +101,8 @@ def edge_fraction(labels):
     return float((valid & (labels[:, None] != y_j)).sum() / valid.sum().clamp_min(1))
 
 
-def time_shape(shape, device, reps):
-    logits, labels, loss = make_inputs(shape, device)
+def time_shape(shape, device, reps, kind):
+    logits, labels, loss = make_inputs(shape, device, labels=kind)
     values = {impl: run_once(impl, logits, labels, loss) for impl in ("naive", "aafcore")}  # warm-up
     times = {"naive": [], "aafcore": []}
     for _ in range(reps):
@@ -120,24 +124,25 @@ def _status_kib(field):
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def peak_memory_mib(impl, shape, device, threads):
+def peak_memory_mib(impl, shape, device, threads, kind):
     """Peak memory of one fwd+bwd in MiB (fresh child process on the CPU)."""
     if device == "cuda":
-        logits, labels, loss = make_inputs(shape, device)
+        logits, labels, loss = make_inputs(shape, device, labels=kind)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         run_once(impl, logits, labels, loss)
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    cmd = [sys.executable, __file__, "--child", impl, ",".join(map(str, shape)), "--threads", str(threads)]
+    cmd = [sys.executable, __file__, "--child", impl, ",".join(map(str, shape)), "--threads", str(threads),
+           "--labels", kind]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def child(impl, shape, threads):
+def child(impl, shape, threads, kind):
     torch.set_num_threads(threads)
-    logits, labels, loss = make_inputs(shape, "cpu")
+    logits, labels, loss = make_inputs(shape, "cpu", labels=kind)
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
         f.write("5")
     base = _status_kib("VmRSS")
@@ -168,11 +173,13 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     ap.add_argument("--reps", type=int, default=5, help="timed runs per implementation and shape")
     ap.add_argument("--shapes", default=None, help="e.g. '8,21,42,42;8,19,90,90' (default: issue 2's three)")
+    ap.add_argument("--labels", choices=["scenes", "noise"], default="scenes",
+                    help="VOC-like scenes (default) or i.i.d. noise, the worst case (nearly all pairs are edges)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--child", nargs=2, metavar=("IMPL", "SHAPE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return child(args.child[0], tuple(int(s) for s in args.child[1].split(",")), args.threads)
+        return child(args.child[0], tuple(int(s) for s in args.child[1].split(",")), args.threads, args.labels)
     torch.set_num_threads(args.threads)
     shapes = SHAPES if args.shapes is None else [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
@@ -180,16 +187,18 @@ def main(argv=None):
         if args.device == "cuda":
             sys.exit("aaf_loss.py: --device cuda but no CUDA GPU is available")
         devices.remove("cuda")
-    report = {"benchmark": "aaf_loss", "kernel_sizes": list(SIZES), "reps": args.reps, "results": []}
+    report = {"benchmark": "aaf_loss", "kernel_sizes": list(SIZES), "reps": args.reps, "labels": args.labels,
+              "results": []}
     for device in devices:
         prov = provenance(device, args.threads)
         print(f"\nAAF loss, sizes {SIZES}, float32 fwd+bwd on {prov['device']}, "
-              f"median of {args.reps} interleaved runs; torch {prov['torch']}")
+              f"median of {args.reps} interleaved runs; {args.labels} labels; torch {prov['torch']}")
         print(f"{'shape':>18} {'edge pairs':>10} {'naive ms':>10} {'aafcore ms':>10} {'speed-up':>9} "
               f"{'naive MiB':>10} {'aafcore MiB':>11} {'mem ratio':>9} {'rel diff':>9}")
         for shape in shapes:
-            ms, diff, frac = time_shape(shape, device, args.reps)
-            mem = {impl: peak_memory_mib(impl, shape, device, args.threads) for impl in ("naive", "aafcore")}
+            ms, diff, frac = time_shape(shape, device, args.reps, args.labels)
+            mem = {impl: peak_memory_mib(impl, shape, device, args.threads, args.labels)
+                   for impl in ("naive", "aafcore")}
             row = {"device": device, "shape": list(shape), "edge_pair_fraction": frac,
                    "naive_ms": ms["naive"], "aafcore_ms": ms["aafcore"],
                    "speedup": ms["naive"] / ms["aafcore"], "naive_peak_mib": mem["naive"],

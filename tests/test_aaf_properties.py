@@ -173,3 +173,17 @@ def test_effective_kernel_size():
     assert ks[0] < 3.01 and ks[1] > 6.99 and abs(ks[2] - 5) < 1e-6
     assert torch.allclose(aaf.effective_kernel_size("not_edge"), torch.full((3,), 5.0))
     assert aaf.edge_logits.shape == (3, 3) and isinstance(aaf.edge_logits, torch.nn.Parameter)
+
+
+@pytest.mark.parametrize("shape", [(2, 21, 16, 16), (8, 21, 42, 42)])
+def test_float32_value_is_accurate_with_mostly_edge_pairs(shape):
+    """i.i.d. labels make nearly every pair an edge pair: the non-edge sum is then a small
+    difference of large sums, which float32 accumulation alone would spoil (observed: 4e-6)."""
+    n, c, h, w = shape
+    g = torch.Generator().manual_seed(0)
+    logits = 2 * torch.randn(shape, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, c, (n, h, w), generator=g)
+    truth, g_truth = _value_and_grad(AdaptiveAffinityFieldLoss(c).double(), logits, labels)
+    value, grad = _value_and_grad(AdaptiveAffinityFieldLoss(c), logits.float(), labels)
+    assert abs(value.double() - truth) / truth < 2e-7
+    assert rel_err(grad.double(), g_truth) < 1e-5
