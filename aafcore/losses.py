@@ -263,9 +263,9 @@ class _PairKL(torch.autograd.Function):
             non_edge += ((h * received[:, :, None]).sum((1, 3, 4)) - cross.sum((1, 2, 4, 5))).to(SUM_DTYPE)
         else:
             h_term = (pair_f * geo.at_neighbours(h.sum(1), 0.0)).view(n, k_sizes, 8, hw).sum(2)  # [N, K, HW]
-            per_px = cross.sum((2, 3)).view(k_sizes, n, hw).transpose(0, 1)
+            cross_term = cross.sum((2, 3)).view(k_sizes, n, hw).transpose(0, 1)  # [N, K, HW]
+            per_px = ((h_term - cross_term) * valid.view(n, 1, hw)).flatten().to(SUM_DTYPE)
             px_keys = torch.arange(k_sizes, device=p.device)[:, None] * c + y.view(n, 1, hw)  # [N, K, HW]
-            per_px = ((h_term - per_px) * valid.view(n, 1, hw)).flatten().to(SUM_DTYPE)
             non_edge.view(-1).index_add_(0, px_keys.flatten(), per_px)
 
         # Edge pairs: q and qb at (j, a), (j, b), (i, a), (i, b), a = y_i, b = y_j.
