@@ -65,26 +65,6 @@ def _pair_slices(height: int, width: int, dy: int, dx: int):
     return centre, neighbour
 
 
-def _valid_masks(valid: Tensor, half_size: int):
-    """Per corner offset: ``(centre, neighbour, mask)`` with ``mask = v_i & v_{i+o} & v_{i-o}``.
-
-    ``valid`` is ``[N, H, W]`` bool (not ignored); ``mask`` is ``[N, h', w']`` over the centre slice.
-    Offsets whose window does not fit in the image are left out.
-    """
-    height, width = valid.shape[-2:]
-    out = []
-    for dy, dx in corner_offsets(half_size):
-        sl = _pair_slices(height, width, dy, dx)
-        if sl is None:
-            continue
-        centre, neighbour = sl
-        opposite = _pair_slices(height, width, -dy, -dx)[1]
-        mask = valid[:, centre[0], centre[1]] & valid[:, neighbour[0], neighbour[1]]
-        mask &= valid[:, opposite[0], opposite[1]]
-        out.append((centre, neighbour, mask))
-    return out
-
-
 def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     """Nearest-neighbour downsampling of ``labels [N, H, W]`` to ``size = (h, w)``.
 
@@ -510,13 +490,14 @@ class PixelEmbeddingLoss(nn.Module):
         labels = _check_inputs("PixelEmbeddingLoss", features, labels, None, self.ignore_index)
         f = F.normalize(features.float() if features.dtype in (torch.float16, torch.bfloat16)
                         else features, dim=1)
-        valid = labels != self.ignore_index
+        geo, y_j, pair_valid = _pair_tables(labels, labels != self.ignore_index, ((self.kernel_size - 1) // 2,))
         edge_sum = f.new_zeros(())
         non_edge_sum = f.new_zeros(())
         n_edge = n_valid = 0
-        for ci, cj, mask in _valid_masks(valid, (self.kernel_size - 1) // 2):
+        for o, ci, cj in geo.slices:
             d2 = (f[..., cj[0], cj[1]] - f[..., ci[0], ci[1]]).square().sum(1)
-            same = labels[:, ci[0], ci[1]] == labels[:, cj[0], cj[1]]
+            mask = pair_valid[:, o, ci[0], ci[1]]
+            same = labels[:, ci[0], ci[1]] == y_j[:, o, ci[0], ci[1]]
             emask = mask & ~same
             hinge = (self.margin - d2.clamp_min(1e-12).sqrt()).clamp_min(0)
             edge_sum = edge_sum + (hinge * emask).sum()
