@@ -444,9 +444,8 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
                                                  self.weight_by == "channel", self.ignore_index)
         w_e, w_n = self.weights()
         w_e, w_n = w_e.t().to(edge.dtype), w_n.t().to(edge.dtype)  # [K, C]
-        e_mean = (w_e * edge).sum(1) / n_e.clamp_min(1).to(edge.dtype)
-        n_mean = (w_n * non_edge).sum(1) / n_n.clamp_min(1).to(edge.dtype)
-        return (self.lambda_edge * e_mean + self.lambda_not_edge * n_mean).sum()
+        return (self.lambda_edge * _mean((w_e * edge).sum(1), n_e)
+                + self.lambda_not_edge * _mean((w_n * non_edge).sum(1), n_n)).sum()
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", kernel_sizes={self.kernel_sizes}, weight_by={self.weight_by!r}"

@@ -66,11 +66,11 @@ def scene_labels(n: int, h: int, w: int, c: int, seed: int = 0, ignore_index: in
     return torch.where(void, torch.full_like(out, ignore_index), out)
 
 
-def make_inputs(shape, device, seed=0, labels="scenes"):
+def make_inputs(shape, device, seed=0, kind="scenes"):
     n, c, h, w = shape
     g = torch.Generator().manual_seed(seed)
     logits = (2 * torch.randn(shape, generator=g)).to(device).requires_grad_()
-    if labels == "scenes":
+    if kind == "scenes":
         labels = scene_labels(n, h, w, c, seed).to(device)
     else:  # worst case: i.i.d. classes, nearly every pair is an edge pair
         labels = torch.randint(0, c, (n, h, w), generator=g).to(device)
@@ -102,7 +102,7 @@ def edge_fraction(labels):
 
 
 def time_shape(shape, device, reps, kind):
-    logits, labels, loss = make_inputs(shape, device, labels=kind)
+    logits, labels, loss = make_inputs(shape, device, kind=kind)
     values = {impl: run_once(impl, logits, labels, loss) for impl in ("naive", "aafcore")}  # warm-up
     times = {"naive": [], "aafcore": []}
     for _ in range(reps):
@@ -127,7 +127,7 @@ def _status_kib(field):
 def peak_memory_mib(impl, shape, device, threads, kind):
     """Peak memory of one fwd+bwd in MiB (fresh child process on the CPU)."""
     if device == "cuda":
-        logits, labels, loss = make_inputs(shape, device, labels=kind)
+        logits, labels, loss = make_inputs(shape, device, kind=kind)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -142,7 +142,7 @@ def peak_memory_mib(impl, shape, device, threads, kind):
 
 def child(impl, shape, threads, kind):
     torch.set_num_threads(threads)
-    logits, labels, loss = make_inputs(shape, "cpu", labels=kind)
+    logits, labels, loss = make_inputs(shape, "cpu", kind=kind)
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
         f.write("5")
     base = _status_kib("VmRSS")
