@@ -1,15 +1,20 @@
 """The ``aaf`` command line.
 
-``aaf info`` prints the versions and devices that a result's provenance records.  The
-``data``, ``train``, ``evaluate`` and ``reproduce`` subcommands arrive with the issues that
-implement them.  Bad input exits with status 2 and a one-line reason.
+* ``aaf info``: the versions and devices that a result's provenance records;
+* ``aaf data synthetic --profile P [--out DIR]``: generate the synthetic benchmark;
+* ``aaf train --profile P --base B --method M --seed S [--out DIR]``: train and evaluate one run.
+
+The ``evaluate`` and ``reproduce`` subcommands arrive with the issues that implement them.  Bad
+input exits with status 2 and a one-line reason (``aaf: error: ...``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
+import time
 
 from aafcore import __version__
 
@@ -18,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line: ``aaf: error: <reason>``."""
 
     def error(self, message: str):  # noqa: D102
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"aaf: error: {message}\n")
 
 
 def environment() -> dict:
@@ -40,12 +45,87 @@ def _info(_args) -> int:
     return 0
 
 
+def _data(args) -> int:
+    from aafcore.data import SYNTHETIC_PROFILES, generate_synthetic
+
+    if args.profile not in SYNTHETIC_PROFILES:
+        raise ValueError(f"unknown profile {args.profile!r}; choose from {', '.join(SYNTHETIC_PROFILES)}")
+    out = args.out or f"data/synthetic-{args.profile}"
+    start = time.perf_counter()
+    root = generate_synthetic(out, SYNTHETIC_PROFILES[args.profile], progress=not args.no_progress)
+    print(f"synthetic benchmark ({args.profile}) at {root} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _kernel_sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"kernel sizes must be comma-separated integers, got {text!r}")
+
+
+def _train(args) -> int:
+    from aafcore.train import profile_config, run_dir, train
+
+    cfg = profile_config(args.profile, base=args.base, method=args.method, seed=args.seed,
+                         backbone=args.backbone, steps=args.steps, batch_size=args.batch_size,
+                         crop_size=args.crop_size, lr=args.lr, kernel_sizes=args.kernel_sizes,
+                         weight_by=args.weight_by, pretrained=args.backbone_weights,
+                         checkpoint_every=args.checkpoint_every, num_workers=args.workers)
+    if args.backbone_weights is not None and not os.path.isfile(args.backbone_weights):
+        raise FileNotFoundError(f"backbone weights file not found: {args.backbone_weights}")
+    if args.data_root is not None and not os.path.isdir(args.data_root):
+        raise FileNotFoundError(f"data root not found: {args.data_root}")
+    out = args.out or run_dir(cfg)
+    result = train(cfg, out, data_root=args.data_root, resume=args.resume, force=args.force,
+                   progress=not args.no_progress, device=args.device)
+    if result:
+        m = result["metrics"]
+        extra = "".join(f", {k} {100 * v:.2f}" for k, v in m.items() if k.startswith("miou_"))
+        print(f"{out}: val mIoU {100 * m['miou']:.2f}{extra}, pixel accuracy {100 * m['pixel_accuracy']:.2f}"
+              f" ({result['provenance']['wall_seconds']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aaf", description="Adaptive Affinity Fields companion (aafcore).")
     parser.add_argument("--version", action="version", version=f"aafcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     info = sub.add_parser("info", help="print versions and devices (the provenance of a result)")
     info.set_defaults(func=_info)
+
+    data = sub.add_parser("data", help="generate the built-in synthetic benchmark")
+    data.add_argument("dataset", choices=["synthetic"], help="the dataset to generate")
+    data.add_argument("--profile", default="cpu", help="size profile: smoke, cpu or gpu (default cpu)")
+    data.add_argument("--out", help="output directory (default data/synthetic-<profile>)")
+    data.add_argument("--no-progress", action="store_true", help="no progress bar")
+    data.set_defaults(func=_data)
+
+    from aafcore.train import BASES, METHODS
+
+    tr = sub.add_parser("train", help="train one method and evaluate it on the val split")
+    tr.add_argument("--profile", default="cpu", help="smoke, cpu or gpu (default cpu)")
+    tr.add_argument("--base", default="pspnet", choices=BASES)
+    tr.add_argument("--method", default="baseline", choices=METHODS)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--out", help="run directory (default results/<profile>/<dataset>/<base>-<method>-s<seed>)")
+    tr.add_argument("--data-root", help="dataset directory (default: generate data/synthetic-<profile>)")
+    tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    tr.add_argument("--force", action="store_true", help="retrain even if a finished run matches")
+    tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    tr.add_argument("--backbone", choices=["narrow", "resnet18", "resnet50", "resnet101"],
+                    help="override the profile's backbone")
+    tr.add_argument("--backbone-weights", help="local torchvision ResNet weights file (ImageNet init)")
+    tr.add_argument("--steps", type=int, help="override the profile's number of steps")
+    tr.add_argument("--batch-size", type=int, help="override the global batch size")
+    tr.add_argument("--crop-size", type=int, help="override the training crop size")
+    tr.add_argument("--lr", type=float, help="override the base learning rate")
+    tr.add_argument("--kernel-sizes", type=_kernel_sizes, help="AAF kernel sizes, e.g. 3,5,7")
+    tr.add_argument("--weight-by", choices=["label", "channel"], help="AAF weight indexing (default label)")
+    tr.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    tr.add_argument("--workers", type=int, help="data-loading worker processes")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_train)
     return parser
 
 
@@ -55,7 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FloatingPointError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"aaf: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
