@@ -203,7 +203,7 @@ SYNTHETIC_CLASSES: tuple[SyntheticClass, ...] = (
 SKY, GROUND, BUILDING, ANIMAL, POLE, FENCE, WHEEL, PERSON = range(8)
 _NUM_SYN = len(SYNTHETIC_CLASSES)
 
-GENERATOR_VERSION = "aafcore-synthetic-1"
+GENERATOR_VERSION = "aafcore-synthetic-2"
 
 
 def synthetic_class_table(image_size: int = 128) -> list[dict]:
@@ -243,14 +243,17 @@ class SyntheticSpec:
     train_shifted: int = 0
     seed: int = 0
     jpeg_quality: int = 90
+    thin_width: float = 1.0  # multiplies the line widths of the thin classes (and fence/wheel sizes)
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or self.image_size < 32:
             raise ValueError(f"image_size must be an integer >= 32, got {self.image_size!r}")
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name != "image_size" and (not isinstance(v, int) or v < 0):
+            if f.name not in ("image_size", "thin_width") and (not isinstance(v, int) or v < 0):
                 raise ValueError(f"{f.name} must be a non-negative integer, got {v!r}")
+        if not (isinstance(self.thin_width, (int, float)) and 0.5 <= self.thin_width <= 8):
+            raise ValueError(f"thin_width must be a number in [0.5, 8], got {self.thin_width!r}")
         if not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
 
@@ -266,9 +269,12 @@ class SyntheticSpec:
 
 
 SYNTHETIC_PROFILES: dict[str, SyntheticSpec] = {
-    "smoke": SyntheticSpec(image_size=64, train=16, val=8, test=8, val_shifted=8, test_shifted=8),
-    "cpu": SyntheticSpec(image_size=128, train=800, val=200, test=200, val_shifted=200, test_shifted=200),
-    "gpu": SyntheticSpec(image_size=256, train=3000, val=500, test=500, val_shifted=500, test_shifted=500),
+    "smoke": SyntheticSpec(image_size=64, train=16, val=8, test=8, val_shifted=8, test_shifted=8,
+                           thin_width=2.5),
+    "cpu": SyntheticSpec(image_size=128, train=800, val=200, test=200, val_shifted=200, test_shifted=200,
+                         thin_width=2.5),
+    "gpu": SyntheticSpec(image_size=256, train=3000, val=500, test=500, val_shifted=500, test_shifted=500,
+                         thin_width=2.5),
 }
 
 
@@ -314,8 +320,8 @@ _SHIFTED_CLASS_SHIFT = np.array([
     [0.05, -0.05, -0.10], [0.06, 0.02, -0.04], [-0.04, 0.02, 0.06], [-0.06, 0.04, 0.08],
     [0.08, 0.06, 0.00], [-0.05, -0.02, 0.05], [0.10, 0.08, 0.05], [-0.08, 0.04, 0.10],
 ])
-_CLASS_SPREAD = 0.15  # per-image, per-class colour spread (std per channel)
-_TINT_SPREAD = 0.10  # per-image tint shared by all classes
+_CLASS_SPREAD = 0.08  # per-image, per-class colour spread (std per channel)
+_TINT_SPREAD = 0.06  # per-image tint shared by all classes
 _INSTANCE_SPREAD = 0.05
 # things try (10 draws) to differ this much (RGB distance) from what they hide: large / thin things
 _MIN_CONTRAST = {"large": 0.15, "thin": 0.3}
@@ -397,7 +403,7 @@ class _Canvas:
         return mask, hidden
 
 
-def _scene(rng, size: int):
+def _scene(rng, size: int, thin: float = 1.0):
     """Draw the geometry of one scene; returns the canvas and the list of foot points (for shadows)."""
     S = float(size)
     u = size / 128.0
@@ -423,7 +429,7 @@ def _scene(rng, size: int):
         return 0.45 + 0.9 * min(max((y - h) / max(S - h, 1.0), 0.0), 1.3)
 
     def width(base, p=1.0, cap=3.0):
-        return int(max(1, round(min(base * min(max(p, 0.6), 1.4), cap) * u)))
+        return int(max(1, round(min(base * min(max(p, 0.6), 1.4), cap) * u * thin)))
 
     # buildings, behind everything else
     for _ in range(rng.choice(5, p=[0.15, 0.25, 0.3, 0.2, 0.1])):
@@ -500,7 +506,7 @@ def _scene(rng, size: int):
             fw = r.uniform(0.25, 0.8) * S * min(p, 1.0)
             fh = p * r.uniform(0.08, 0.16) * S
             x0, x1, top = x - fw / 2, x + fw / 2, y - fh
-            spacing = p * r.uniform(5, 9) * u
+            spacing = p * r.uniform(5, 9) * u * thin
             lw = width(1, 1.0, 1)
             e = cv.new_element(FENCE, True)
             img, d = cv.scratch()
@@ -529,7 +535,7 @@ def _scene(rng, size: int):
             things.append((e, cv.paint(e, img)[1]))
             feet.append((x, y, fw / 2))
         elif kind == "wheel":
-            rad = p * r.uniform(6, 12) * u
+            rad = p * r.uniform(6, 12) * u * math.sqrt(thin)
             n = 2 if r.random() < 0.55 else 1
             gap = r.uniform(2.2, 3.0) * rad * (1 if r.random() < 0.5 else -1)
             for k in range(n):
@@ -586,7 +592,7 @@ def render_synthetic(spec: SyntheticSpec, split: str, domain: str, index: int):
     geo_seed, app_seed = ss.spawn(2)
     size = spec.image_size
     unit = size / 128.0
-    cv, things, feet = _scene(np.random.default_rng(geo_seed), size)
+    cv, things, feet = _scene(np.random.default_rng(geo_seed), size, spec.thin_width)
     rng = np.random.default_rng(app_seed)
     style = _STYLES[domain]
 

@@ -117,10 +117,10 @@ class TrainConfig:
 PROFILES: dict[str, TrainConfig] = {
     "smoke": TrainConfig(profile="smoke", backbone="narrow", steps=8, batch_size=4, crop_size=48,
                          checkpoint_every=4, lr=0.01),
-    "cpu": TrainConfig(profile="cpu", backbone="narrow", steps=1500, batch_size=8, crop_size=112,
-                       checkpoint_every=250, lr=0.01),
-    "gpu": TrainConfig(profile="gpu", backbone="resnet50", steps=8000, batch_size=16, crop_size=256,
-                       checkpoint_every=1000, lr=0.01, num_workers=6),
+    "cpu": TrainConfig(profile="cpu", backbone="narrow", steps=2000, batch_size=8, crop_size=112,
+                       checkpoint_every=250, lr=0.03),
+    "gpu": TrainConfig(profile="gpu", backbone="resnet50", steps=8000, batch_size=16, crop_size=224,
+                       checkpoint_every=1000, lr=0.03, num_workers=6),
 }
 
 
