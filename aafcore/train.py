@@ -555,7 +555,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
     train_set = build_dataset(cfg.dataset, root, split=cfg.train_split)
     val_set = build_dataset(cfg.dataset, root, split=cfg.val_split)
     data_meta = getattr(train_set, "meta", None) or {}
-    data_meta = {k: data_meta[k] for k in ("spec", "version") if k in data_meta}
+    data_meta = {k: data_meta[k] for k in ("spec", "generator") if k in data_meta}
     chash = config_hash(cfg, data_meta)
 
     if metrics_path.exists() and not force:

@@ -265,3 +265,14 @@ def test_train_rejects_a_corrupt_label_file_by_name(smoke_data, tmp_path):
     r = _aaf("train", "--profile", "smoke", "--data-root", str(root), "--out", str(tmp_path / "r"), "--no-progress")
     _one_line_error(r, path.name)
     assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_aaf_data_generates_and_rejects_unknown_profiles(tmp_path):
+    r = _aaf("data", "synthetic", "--profile", "smoke", "--out", str(tmp_path / "d"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    assert meta["spec"] == dataclasses.asdict(SYNTHETIC_PROFILES["smoke"])
+    thin = [c for c in meta["classes"] if c["group"] == "thin"]
+    assert thin and all(c["width_px"] >= 1 for c in thin)
+    _one_line_error(_aaf("data", "synthetic", "--profile", "huge", "--out", str(tmp_path / "e")), "huge")
+    assert not (tmp_path / "e").exists()
