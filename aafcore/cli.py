@@ -2,10 +2,12 @@
 
 * ``aaf info``: the versions and devices that a result's provenance records;
 * ``aaf data synthetic --profile P [--out DIR]``: generate the synthetic benchmark;
-* ``aaf train --profile P --base B --method M --seed S [--out DIR]``: train and evaluate one run.
+* ``aaf train --profile P --base B --method M --seed S [--out DIR]``: train and evaluate one run;
+* ``aaf evaluate RUN_DIR [--split val|test] [--domain source|shifted] [--multiscale] [--crf]``:
+  evaluate a finished run again (RUN_DIR or the run of ``--profile --base --method --seed``).
 
-The ``evaluate`` and ``reproduce`` subcommands arrive with the issues that implement them.  Bad
-input exits with status 2 and a one-line reason (``aaf: error: ...``).
+The ``reproduce`` subcommand arrives with the issue that implements it.  Bad input exits with
+status 2 and a one-line reason (``aaf: error: ...``).
 """
 
 from __future__ import annotations
@@ -87,6 +89,37 @@ def _train(args) -> int:
     return 0
 
 
+def _fmt(value) -> str:
+    return "n/a" if value is None or value != value else f"{100 * value:.2f}"
+
+
+def _evaluate(args) -> int:
+    from aafcore.crf import CRFParams
+    from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
+    from aafcore.train import profile_config, run_dir
+
+    run = args.run
+    if run is None:
+        cfg = profile_config(args.profile, base=args.base, method=args.method, seed=args.seed,
+                             kernel_sizes=args.kernel_sizes)
+        run = run_dir(cfg)
+    if args.data_root is not None and not os.path.isdir(args.data_root):
+        raise FileNotFoundError(f"data root not found: {args.data_root}")
+    inference = InferenceConfig(scales=PAPER_SCALES if args.multiscale else (1.0,), flip=args.multiscale,
+                                crop_size=args.window, crf=CRFParams() if args.crf else None)
+    result = evaluate_run(run, args.split, args.domain, inference=inference, data_root=args.data_root,
+                          device=args.device, force=args.force, progress=not args.no_progress)
+    m, prov = result["metrics"], result["provenance"]
+    crf = prov.get("crf_seconds_per_image")
+    print(f"{run} [{result['evaluation']['split']}/{result['evaluation']['domain']}, {result['evaluation']['mode']}]: "
+          f"mIoU {_fmt(m['miou'])}, pixel accuracy {_fmt(m['pixel_accuracy'])}, "
+          f"instance mIoU {_fmt(m['instance_miou'])}, boundary recall {_fmt(m['mean_boundary_recall'])}, "
+          f"precision {_fmt(m['mean_boundary_precision'])}; "
+          f"{1000 * prov['inference_seconds_per_image']:.1f} ms/image network"
+          + (f" + {1000 * crf:.1f} ms/image CRF" if crf is not None else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aaf", description="Adaptive Affinity Fields companion (aafcore).")
     parser.add_argument("--version", action="version", version=f"aafcore {__version__}")
@@ -126,6 +159,27 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--workers", type=int, help="data-loading worker processes")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a finished run (any split, domain, multi-scale, CRF)")
+    ev.add_argument("run", nargs="?", metavar="RUN_DIR",
+                    help="run directory (default: the run of --profile/--base/--method/--seed)")
+    ev.add_argument("--profile", default="cpu", help="smoke, cpu or gpu, to locate the run (default cpu)")
+    ev.add_argument("--base", default="pspnet", choices=BASES)
+    ev.add_argument("--method", default="baseline", choices=METHODS)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--kernel-sizes", type=_kernel_sizes, help="AAF kernel sizes of the run, e.g. 3,5")
+    ev.add_argument("--split", default="val", choices=["train", "val", "test"])
+    ev.add_argument("--domain", default="source", choices=["source", "shifted"],
+                    help="appearance domain (synthetic: shifted = Table 11's unseen domain)")
+    ev.add_argument("--multiscale", action="store_true",
+                    help="scales 0.5-1.75 with left-right flip (the paper's test protocol)")
+    ev.add_argument("--crf", action="store_true", help="dense-CRF post-processing (the paper's parameters)")
+    ev.add_argument("--window", type=int, help="sliding-window crop size (default: whole image)")
+    ev.add_argument("--data-root", help="dataset directory (default: where the run read its data)")
+    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ev.add_argument("--force", action="store_true", help="re-evaluate even if the result exists")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_evaluate)
     return parser
 
 
@@ -137,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as exc:
+    except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as exc:
         message = " ".join(str(exc).split())
         print(f"aaf: error: {message}", file=sys.stderr)
         return 2

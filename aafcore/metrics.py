@@ -1,21 +1,54 @@
-"""Segmentation metrics of Section 4.2 (DESIGN.md section 8).
+"""Segmentation metrics of Section 4.2 of the paper (DESIGN.md section 8).
 
-This module holds the dataset-wide confusion-matrix metrics: per-class pixel IoU, mIoU and
-pixel accuracy.  Instance-wise IoU and boundary precision/recall are added by issue 4.
+Three families, all streamed over a dataset (:meth:`SegmentationMetrics.update` per image,
+:meth:`SegmentationMetrics.compute` at the end), all as fractions in [0, 1]:
+
+* **pixel** -- from the dataset-wide confusion matrix (ground-truth ignore pixels skipped):
+  ``iou_c = TP_c / (TP_c + FP_c + FN_c)``, ``miou``, ``pixel_accuracy = Σ TP / Σ valid``;
+* **instance-wise** -- ``Û_c = Σ_x n_{c,x} U_{c,x} / Σ_x n_{c,x}`` with ``U_{c,x}`` the IoU of class
+  c on image x alone and ``n_{c,x}`` its number of instances of c (the paper's Eq. in 4.2);
+* **boundary** (BSDS-style) -- the boundary of class c is the set of pixels labelled c with a
+  4-neighbour labelled differently (ground-truth ignore pixels are never boundary pixels).
+  Predicted and ground-truth boundary pixels of a class are matched one-to-one by a maximum
+  bipartite matching when their distance is ``<= tolerance × image diagonal``;
+  ``recall_c = Σ matched / Σ GT boundary pixels``, ``precision_c = Σ matched / Σ predicted
+  boundary pixels`` over the dataset and ``F_c = 2PR / (P + R)``.
+
+Undefined values are ``nan``: a 0/0 ratio (e.g. the IoU of a class neither in the ground truth
+nor predicted, the boundary precision of a class never predicted) and anything computed from a
+``nan``.  Every mean (``miou``, ``instance_miou``, ``mean_boundary_*``) is over the classes whose
+value is not ``nan``.
+
+The boundary matching builds a sparse candidate graph (pairs within the tolerance, found with a
+KD-tree) and runs scipy's Hopcroft-Karp maximum bipartite matching on it; no dense ``n × m``
+distance matrix is ever formed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import maximum_bipartite_matching
+from scipy.spatial import cKDTree
 
-__all__ = ["SegmentationMetrics", "confusion_matrix"]
+__all__ = ["SegmentationMetrics", "confusion_matrix", "boundary_mask", "match_count", "instance_counts"]
+
+# Distances between pixel centres are square roots of integers; this slack makes "distance ==
+# radius" count as within the radius whatever the rounding of the radius itself.
+_RADIUS_SLACK = 1e-9
 
 
 def _as_numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def _check_range(values: np.ndarray, name: str, num_classes: int) -> None:
+    if values.size and (values.min() < 0 or values.max() >= num_classes):
+        bad = values[(values < 0) | (values >= num_classes)][0]
+        raise ValueError(f"{name} value {bad} is outside [0, {num_classes})")
 
 
 def confusion_matrix(pred, gt, num_classes: int, ignore_index: int = 255) -> np.ndarray:
@@ -30,38 +63,173 @@ def confusion_matrix(pred, gt, num_classes: int, ignore_index: int = 255) -> np.
         raise ValueError(f"confusion_matrix: prediction shape {pred.shape} != ground-truth shape {gt.shape}")
     keep = gt != ignore_index
     gt, pred = gt[keep], pred[keep]
-    for name, values in (("ground truth", gt), ("prediction", pred)):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            bad = values[(values < 0) | (values >= num_classes)][0]
-            raise ValueError(f"confusion_matrix: {name} value {bad} is outside [0, {num_classes})")
+    _check_range(gt, "confusion_matrix: ground truth", num_classes)
+    _check_range(pred, "confusion_matrix: prediction", num_classes)
     return np.bincount(gt * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-class SegmentationMetrics:
-    """Streaming metrics over a dataset: call :meth:`update` per image, :meth:`compute` at the end.
+def boundary_mask(label, ignore_index: int | None = 255) -> np.ndarray:
+    """Bool ``[H, W]``: pixels with a 4-neighbour (inside the image) of a different value.
 
-    ``iou[c] = TP_c / (TP_c + FP_c + FN_c)`` from the dataset-wide confusion matrix (``nan`` for a
-    class that is neither in the ground truth nor predicted); ``miou`` is the mean over the
-    classes that are not ``nan``; ``pixel_accuracy = Σ TP / Σ valid pixels``.
+    Pixels whose own value is ``ignore_index`` are never boundary pixels (pass ``None`` for a
+    prediction, which has no ignore label); a class pixel next to an ignore pixel is one.
+    """
+    label = _as_numpy(label)
+    edge = np.zeros(label.shape, dtype=bool)
+    vertical = label[1:, :] != label[:-1, :]
+    edge[1:, :] |= vertical
+    edge[:-1, :] |= vertical
+    horizontal = label[:, 1:] != label[:, :-1]
+    edge[:, 1:] |= horizontal
+    edge[:, :-1] |= horizontal
+    if ignore_index is not None:
+        edge &= label != ignore_index
+    return edge
+
+
+def _matching(a_yx: np.ndarray, b_yx: np.ndarray, radius: float) -> np.ndarray:
+    """For each point of ``a``, the index of its partner in ``b`` (-1 if unmatched) in a maximum
+    one-to-one matching of pairs at Euclidean distance ``<= radius``."""
+    if len(a_yx) == 0 or len(b_yx) == 0:
+        return np.full(len(a_yx), -1, dtype=np.int64)
+    pairs = cKDTree(a_yx).sparse_distance_matrix(cKDTree(b_yx), radius + _RADIUS_SLACK,
+                                                 output_type="ndarray")
+    graph = csr_matrix((np.ones(len(pairs), dtype=np.int8), (pairs["i"], pairs["j"])),
+                       shape=(len(a_yx), len(b_yx)))
+    return maximum_bipartite_matching(graph, perm_type="column").astype(np.int64)
+
+
+def match_count(a_yx, b_yx, radius: float) -> int:
+    """Size of a maximum one-to-one matching between point sets ``a_yx [n, 2]`` and ``b_yx [m, 2]``
+    (pixel ``(row, col)`` coordinates), a pair being allowed iff its distance is ``<= radius``."""
+    a = np.asarray(a_yx, dtype=np.float64).reshape(-1, 2)
+    b = np.asarray(b_yx, dtype=np.float64).reshape(-1, 2)
+    return int((_matching(a, b, radius) >= 0).sum())
+
+
+def instance_counts(gt, instances, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """``n_{c,x}``: int64 ``[C]`` number of instances of each class in one image.
+
+    Each distinct non-zero id of ``instances`` is one instance; it belongs to the majority
+    ground-truth class among its non-ignored pixels (ties: the smaller class id, as an
+    ``argmax`` would pick).  Ids whose pixels are all ignored are not counted; 0 means "no
+    instance" (stuff).
+    """
+    gt = _as_numpy(gt).astype(np.int64, copy=False)
+    inst = _as_numpy(instances).astype(np.int64, copy=False)
+    if inst.shape != gt.shape:
+        raise ValueError(f"instance map shape {inst.shape} != ground-truth shape {gt.shape}")
+    keep = (gt != ignore_index) & (inst != 0)
+    if not keep.any():
+        return np.zeros(num_classes, dtype=np.int64)
+    pairs, counts = np.unique(inst[keep] * num_classes + gt[keep], return_counts=True)
+    ids, classes = pairs // num_classes, pairs % num_classes
+    order = np.lexsort((classes, -counts, ids))          # per id: most pixels first, then lowest class
+    ids, classes = ids[order], classes[order]
+    first = np.ones(len(ids), dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    return np.bincount(classes[first], minlength=num_classes)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _iou(cm: np.ndarray) -> np.ndarray:
+    tp = np.diag(cm)
+    return _ratio(tp, cm.sum(0) + cm.sum(1) - tp)
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+class SegmentationMetrics:
+    """Streaming pixel, instance-wise and boundary metrics (see the module docstring).
+
+    ``update(pred, gt, instances=None)`` takes int ``[H, W]`` arrays (numpy or torch) of one image;
+    images may differ in size.  Images given without ``instances`` add nothing to the
+    instance-wise IoU.  ``boundary_tolerance`` is the matching distance as a fraction of the
+    image diagonal (BSDS default 0.0075).
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, boundary_tolerance: float = 0.0075):
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        if not boundary_tolerance >= 0:
+            raise ValueError(f"boundary_tolerance must be >= 0, got {boundary_tolerance}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.boundary_tolerance = boundary_tolerance
-        self.confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        c = self.num_classes
+        self.confusion = np.zeros((c, c), dtype=np.int64)
+        self.instance_weighted_iou = np.zeros(c, dtype=np.float64)   # Σ_x n_{c,x} U_{c,x}
+        self.instances = np.zeros(c, dtype=np.int64)                 # Σ_x n_{c,x}
+        self.boundary_matched = np.zeros(c, dtype=np.int64)
+        self.boundary_gt = np.zeros(c, dtype=np.int64)
+        self.boundary_pred = np.zeros(c, dtype=np.int64)
+        self.images = 0
 
     def update(self, pred, gt, instances=None) -> None:
-        """Add one image: ``pred`` and ``gt`` int ``[H, W]`` (numpy or torch)."""
-        self.confusion += confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        """Add one image: ``pred``, ``gt`` (and ``instances``) int ``[H, W]``."""
+        pred = _as_numpy(pred).astype(np.int64, copy=False)
+        gt = _as_numpy(gt).astype(np.int64, copy=False)
+        if pred.ndim != 2:
+            raise ValueError(f"SegmentationMetrics.update takes one [H, W] map per call, got shape {pred.shape}")
+        cm = confusion_matrix(pred, gt, self.num_classes, self.ignore_index)
+        self.confusion += cm
+        if instances is not None:
+            n = instance_counts(gt, instances, self.num_classes, self.ignore_index)
+            present = n > 0                          # such classes are in the ground truth: IoU defined
+            self.instance_weighted_iou[present] += n[present] * _iou(cm)[present]
+            self.instances += n
+        self._update_boundaries(pred, gt)
+        self.images += 1
+
+    def _update_boundaries(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        c = self.num_classes
+        h, w = gt.shape
+        radius = self.boundary_tolerance * float(np.hypot(h, w))
+        gt_yx = np.argwhere(boundary_mask(gt, self.ignore_index))
+        pred_yx = np.argwhere(boundary_mask(pred, None))
+        gt_cls, pred_cls = gt[gt_yx[:, 0], gt_yx[:, 1]], pred[pred_yx[:, 0], pred_yx[:, 1]]
+        self.boundary_gt += np.bincount(gt_cls, minlength=c)
+        self.boundary_pred += np.bincount(pred_cls, minlength=c)
+        # One matching for all classes: shift each class's points along x by more than the radius
+        # so that no pair of different classes is ever a candidate.
+        shift = w + radius + 2.0
+        a = np.column_stack([pred_yx[:, 0], pred_yx[:, 1] + pred_cls * shift]).astype(np.float64)
+        b = np.column_stack([gt_yx[:, 0], gt_yx[:, 1] + gt_cls * shift]).astype(np.float64)
+        matched = _matching(a, b, radius) >= 0
+        self.boundary_matched += np.bincount(pred_cls[matched], minlength=c)
 
     def compute(self) -> dict:
-        cm = self.confusion.astype(np.float64)
-        tp = np.diag(cm)
-        union = cm.sum(0) + cm.sum(1) - tp
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = np.where(union > 0, tp / union, np.nan)
+        """All metrics as plain Python floats and lists (``[C]`` per class)."""
+        cm = self.confusion
+        iou = _iou(cm)
         total = cm.sum()
-        return {"iou": iou.tolist(),
-                "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-                "pixel_accuracy": float(tp.sum() / total) if total else float("nan")}
+        instance_iou = _ratio(self.instance_weighted_iou, self.instances)
+        recall = _ratio(self.boundary_matched, self.boundary_gt)
+        precision = _ratio(self.boundary_matched, self.boundary_pred)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+        f = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f)
+        return {
+            "iou": iou.tolist(),
+            "miou": _nanmean(iou),
+            "pixel_accuracy": float(np.trace(cm) / total) if total else float("nan"),
+            "instance_iou": instance_iou.tolist(),
+            "instance_miou": _nanmean(instance_iou),
+            "boundary_precision": precision.tolist(),
+            "boundary_recall": recall.tolist(),
+            "boundary_f": f.tolist(),
+            "mean_boundary_precision": _nanmean(precision),
+            "mean_boundary_recall": _nanmean(recall),
+            "mean_boundary_f": _nanmean(f),
+        }

@@ -47,7 +47,7 @@ from torch import nn
 
 from aafcore import losses
 from aafcore.data import TrainAugment, build_dataset, generate_synthetic, SYNTHETIC_PROFILES
-from aafcore.evaluate import evaluate_model
+from aafcore.evaluate import InferenceConfig, evaluate_model, evaluation_result, jsonable
 from aafcore.models import build_model
 
 __all__ = ["METHODS", "PROFILES", "TrainConfig", "Trainer", "train", "run_dir", "config_hash",
@@ -510,11 +510,16 @@ def _class_groups(dataset) -> dict[str, list[int]]:
 
 
 def summarise(result: dict, dataset) -> dict:
-    """Adds ``miou_<group>`` (e.g. ``miou_thin``, ``miou_large``) to a metrics dict."""
-    iou = np.asarray(result["iou"], dtype=np.float64)
+    """Adds the per-group means of a metrics dict: ``miou_<group>`` (e.g. ``miou_thin``,
+    ``miou_large``), ``instance_miou_<group>`` and ``mean_boundary_{precision,recall,f}_<group>``."""
+    per_class = {"miou": "iou", "instance_miou": "instance_iou", "mean_boundary_precision": "boundary_precision",
+                 "mean_boundary_recall": "boundary_recall", "mean_boundary_f": "boundary_f"}
     for group, classes in _class_groups(dataset).items():
-        values = iou[classes]
-        result[f"miou_{group}"] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+        for mean_key, key in per_class.items():
+            if key in result:
+                values = np.asarray(result[key], dtype=np.float64)[classes]
+                result[f"{mean_key}_{group}"] = (float(np.nanmean(values)) if np.isfinite(values).any()
+                                                 else float("nan"))
     return result
 
 
@@ -631,32 +636,27 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
 
     result: dict = {}
     if rank == 0:
-        ev = evaluate_model(trainer.model, val_set, dev, channels_last=trainer.cuda and cfg.channels_last)
-        summarise(ev, val_set)
-        seconds_per_image = ev.pop("seconds_per_image")
-        n_images = ev.pop("images")
+        ev = evaluate_model(trainer.model, val_set, dev, channels_last=trainer.cuda and cfg.channels_last,
+                            predictions_dir=out / "predictions")
+        result = evaluation_result(cfg, None, val_set, ev, InferenceConfig(), cfg.val_split, "source",
+                                   started, t0)
         median_step = float(np.median(step_times)) if step_times else float("nan")
-        result = {
-            "config": dataclasses.asdict(cfg), "config_hash": chash, "run": run_name(cfg),
-            "evaluation": {"split": cfg.val_split, "domain": "source", "mode": "single-scale",
-                           "images": n_images},
-            "provenance": {"git_commit": git_commit(), "packages": environment(),
-                           "device": torch.cuda.get_device_name(dev) if trainer.cuda else "cpu",
-                           "processes": world, "started": started,
-                           "wall_seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
-                           "resumed_from_step": start,
-                           "median_step_seconds": median_step,
-                           "images_per_second": cfg.batch_size / median_step if step_times else None,
-                           "inference_seconds_per_image": seconds_per_image,
-                           "data_root": str(root), "data": data_meta},
-            "class_names": list(val_set.class_names),
-            "class_groups": _class_groups(val_set),
-            "metrics": ev,
-        }
+        result["config_hash"] = chash
+        result["provenance"] = {
+            "git_commit": git_commit(), "packages": environment(),
+            "device": torch.cuda.get_device_name(dev) if trainer.cuda else "cpu",
+            "processes": world, "started": started,
+            "wall_seconds": time.perf_counter() - t0, "train_seconds": train_seconds,
+            "resumed_from_step": start,
+            "median_step_seconds": median_step,
+            "images_per_second": cfg.batch_size / median_step if step_times else None,
+            **{k: v for k, v in result["provenance"].items() if k not in ("started", "wall_seconds")},
+            "data_root": str(root), "data": data_meta}
         weights = trainer.aaf_weights()
         if weights is not None:
             result["aaf"] = weights
-        _atomic_write_text(metrics_path, json.dumps(result, indent=1))
+        result = jsonable(result)
+        _atomic_write_text(metrics_path, json.dumps(result, indent=1, allow_nan=False))
     if distributed:
         dist.barrier()
     return result
