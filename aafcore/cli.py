@@ -28,6 +28,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"aaf: error: {message}\n")
 
 
+def cpu_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``), or ``platform.processor()``."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def environment() -> dict:
     """Versions and devices of this machine: the provenance fields of a result."""
     import torch

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aafcore.cli import environment  # noqa: E402
+from aafcore.cli import cpu_name, environment  # noqa: E402
 from aafcore.data import TrainAugment, build_dataset  # noqa: E402
 from aafcore.train import METHODS, Trainer, _step_samples, git_commit, prepare_data, profile_config  # noqa: E402
 
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
                    "crop_size": base_cfg.crop_size, "reps": args.reps, "warmup": args.warmup,
                    "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
                    "provenance": {"git_commit": git_commit(), "packages": environment(),
-                                  "cpu": _cpu_name(), "date": time.strftime("%Y-%m-%d")},
+                                  "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")},
                    "results": rows}
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,16 +97,6 @@ def main(argv=None) -> int:
         os.replace(tmp, out)
         print(f"wrote {out}")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
