@@ -1,5 +1,6 @@
 # The README's two commands.  `make test` creates .venv when missing, installs the project with
-# its test extras into it and runs pytest.  `make reproduce` is not available yet (see README).
+# its test extras into it, runs pytest and then nbval over the book's notebooks.  `make reproduce`
+# trains and evaluates every run through the notebooks (papermill) and builds the book.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,18 +16,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # pytest exits 5 when it collects no test; ALLOW_NO_TESTS=1 (set by .ci/run) turns that into 0.
+# nbval re-runs every notebook of the book (and the training/evaluation notebooks under the smoke
+# profile) and compares the outputs with the stored ones; volatile cells are tagged.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ] && [ -n "$(ALLOW_NO_TESTS)" ]; then echo "pytest: no tests collected"; rc=0; fi; \
-	exit $$rc
+	[ $$rc -eq 0 ] || exit $$rc; \
+	$(PY) -m pytest --nbval --nbval-current-env -p no:cacheprovider -q $$($(PY) -m aafcore.reproduce --nbval-list)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/aaf_loss.py --out results/benchmarks/aaf_loss_cpu.json
 
-reproduce:
-	@echo "make reproduce: not available yet. It arrives with training (issue 3), evaluation (issue 4)" >&2
-	@echo "and the notebooks and book (issue 5); see README.md. Today: make test, make benchmark." >&2
-	@exit 2
+reproduce: $(STAMP)
+	$(VENV)/bin/aaf reproduce --profile cpu
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -6,8 +6,10 @@
 * ``aaf evaluate RUN_DIR [--split val|test] [--domain source|shifted] [--multiscale] [--crf]``:
   evaluate a finished run again (RUN_DIR or the run of ``--profile --base --method --seed``).
 
-The ``reproduce`` subcommand arrives with the issue that implements it.  Bad input exits with
-status 2 and a one-line reason (``aaf: error: ...``).
+* ``aaf reproduce --profile P``: every training and evaluation notebook, the results notebooks
+  and the book (``make reproduce`` is ``aaf reproduce --profile cpu``).
+
+Bad input exits with status 2 and a one-line reason (``aaf: error: ...``).
 """
 
 from __future__ import annotations
@@ -131,6 +133,18 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _reproduce(args) -> int:
+    from aafcore.reproduce import reproduce
+    from aafcore.train import PROFILES
+
+    if args.profile not in PROFILES:
+        raise ValueError(f"unknown profile {args.profile!r}; choose from {', '.join(PROFILES)}")
+    if args.data_root is not None and not os.path.isdir(args.data_root):
+        raise FileNotFoundError(f"data root not found: {args.data_root}")
+    return reproduce(args.profile, results_root=args.results, data_root=args.data_root, force=args.force,
+                     book=not args.no_book, only=args.only, dry_run=args.dry_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aaf", description="Adaptive Affinity Fields companion (aafcore).")
     parser.add_argument("--version", action="version", version=f"aafcore {__version__}")
@@ -191,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--force", action="store_true", help="re-evaluate even if the result exists")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_evaluate)
+
+    rp = sub.add_parser("reproduce", help="run every training/evaluation notebook, the results and the book")
+    rp.add_argument("--profile", default="cpu", help="smoke, cpu or gpu (default cpu)")
+    rp.add_argument("--results", default="results", help="results root (default results)")
+    rp.add_argument("--data-root", help="dataset directory (default: generate data/synthetic-<profile>)")
+    rp.add_argument("--force", action="store_true", help="re-run every notebook and retrain every run")
+    rp.add_argument("--only", help="only the runs whose name contains this (e.g. pspnet-aaf-s0)")
+    rp.add_argument("--no-book", action="store_true", help="do not build the book")
+    rp.add_argument("--dry-run", action="store_true", help="list what would run")
+    rp.set_defaults(func=_reproduce)
     return parser
 
 

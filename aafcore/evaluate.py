@@ -39,7 +39,7 @@ from aafcore.crf import CRFParams, dense_crf
 from aafcore.metrics import SegmentationMetrics
 
 __all__ = ["PAPER_SCALES", "InferenceConfig", "predict_logits", "predict_probs", "evaluate_model",
-           "evaluate_run", "evaluation_tag", "evaluation_result", "jsonable", "PREDICTION_IMAGES"]
+           "evaluate_run", "evaluation_hash", "evaluation_tag", "evaluation_result", "jsonable", "PREDICTION_IMAGES"]
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 PREDICTION_IMAGES = 8   # colour-coded predictions saved per evaluation: the split's first 8 images
@@ -262,6 +262,13 @@ def evaluation_tag(split: str, domain: str, inference: InferenceConfig) -> str:
     return tag + ("-crf" if inference.crf is not None else "")
 
 
+def evaluation_hash(run_config_hash: str | None, split: str, domain: str, inference: InferenceConfig) -> str:
+    """sha256 (16 hex digits) of what defines an evaluation: the run's config hash and the settings."""
+    settings = {"run_config_hash": run_config_hash, "split": split, "domain": domain,
+                "inference": inference.as_dict()}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "source", *,
                  inference: InferenceConfig = InferenceConfig(), data_root: str | os.PathLike | None = None,
                  device: str = "auto", force: bool = False, progress: bool = True,
@@ -291,18 +298,12 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
         cfg = TrainConfig(**{k: v for k, v in trained["config"].items() if k in fields}).validate()
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{run_metrics}: not a training result ({' '.join(str(err).split())})") from None
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"{ckpt_path} not found: evaluating needs the run's checkpoint "
-                                f"(retrain with `aaf train --profile {cfg.profile} --base {cfg.base} "
-                                f"--method {cfg.method} --seed {cfg.seed} --force`)")
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test, got {split!r}")
 
     tag = evaluation_tag(split, domain, inference)
     out = Path(out_dir) if out_dir is not None else run / "eval" / tag
-    settings = {"run_config_hash": trained.get("config_hash"), "split": split, "domain": domain,
-                "inference": inference.as_dict()}
-    ehash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    ehash = evaluation_hash(trained.get("config_hash"), split, domain, inference)
     metrics_path = out / "metrics.json"
     if metrics_path.exists() and not force:
         previous = json.loads(metrics_path.read_text())
@@ -310,6 +311,10 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
             if progress:
                 print(f"{metrics_path}: finished evaluation with the same settings, skipped (use --force)")
             return previous
+    if not ckpt_path.is_file():   # a finished evaluation needs no checkpoint; a new one does
+        raise FileNotFoundError(f"{ckpt_path} not found: evaluating needs the run's checkpoint "
+                                f"(retrain with `aaf train --profile {cfg.profile} --base {cfg.base} "
+                                f"--method {cfg.method} --seed {cfg.seed} --force`)")
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from aafcore.crf import CRFParams, dense_crf
-from aafcore.data import SYNTHETIC_PROFILES, build_dataset, generate_synthetic
+from aafcore.data import build_dataset
 from aafcore.evaluate import (PAPER_SCALES, InferenceConfig, _window_starts, evaluate_model, evaluate_run,
                               predict_logits, predict_probs)
 from aafcore.metrics import SegmentationMetrics
@@ -170,13 +170,6 @@ def test_crf_rejects_mismatched_inputs():
 
 
 # --------------------------------------------------------------------------- evaluate_model / runs
-
-
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
-    generate_synthetic(root, SYNTHETIC_PROFILES["smoke"])
-    return root
 
 
 class Constant(nn.Module):

@@ -24,13 +24,6 @@ from aafcore.train import METHODS, Trainer, _step_samples, config_hash, profile_
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
-    generate_synthetic(root, SYNTHETIC_PROFILES["smoke"])
-    return root
-
-
 def _aaf(*args, cwd=ROOT, env_extra=None, **kw):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "aafcore.cli", *args], cwd=cwd, env=env,

@@ -1,0 +1,276 @@
+"""Batch reproduction: every training and evaluation notebook through papermill, then the book.
+
+``aaf reproduce --profile cpu`` (``make reproduce``) runs, in order:
+
+1. the synthetic benchmark of the profile (generated once, under ``data/``);
+2. one **training notebook** (``notebooks/train.ipynb``) per run of :data:`RUNS`, its executed
+   copy kept next to the run as ``results/<profile>/<dataset>/<run>/train.ipynb``;
+3. one **evaluation notebook** (``notebooks/evaluate.ipynb``) per evaluation of :data:`EVALUATIONS`,
+   kept as ``<run>/eval/<tag>/evaluate.ipynb``;
+4. the **results notebooks** of :data:`REPORTS` (tables, figures, claims), executed into ``book/``
+   for the ``cpu`` profile (``results/<profile>/<dataset>/reports/`` otherwise);
+5. the book, ``jupyter-book build .`` (execution off: it renders the executed notebooks).
+
+A job is skipped when its result is finished *and* matches: a run's ``metrics.json`` with the
+config hash of its configuration, an evaluation's with its evaluation hash, and an executed copy
+made from the current notebook (its sha256 is stored in the copy's metadata).  Results notebooks
+re-run when anything before them ran or their copy is missing or stale.  A failing notebook is
+reported with its name and cell; its partial copy goes to ``<copy>.failed.ipynb``, the previous
+copy and every other result stay untouched, the other jobs go on, and the command exits 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["RUNS", "EVALUATIONS", "REPORTS", "Job", "plan", "reproduce", "book_notebooks"]
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+# (base, method, seeds, kernel sizes or None): Tables 2-3 (both bases), the 3-seed PSPNet
+# comparison of the claims ledger, and Table 10's kernel-size sets.
+RUNS: tuple[tuple[str, str, tuple[int, ...], tuple[int, ...] | None], ...] = (
+    ("fcn", "baseline", (0,), None), ("fcn", "affinity", (0,), None), ("fcn", "aaf", (0,), None),
+    ("pspnet", "baseline", (0, 1, 2), None), ("pspnet", "affinity", (0, 1, 2), None),
+    ("pspnet", "aaf", (0, 1, 2), None), ("pspnet", "gan", (0,), None), ("pspnet", "emb", (0,), None),
+    ("pspnet", "aaf", (0,), (3,)), ("pspnet", "aaf", (0,), (3, 5)),
+)
+# (base, methods, split, domain, multiscale, crf): Tables 4-5 (test, multi-scale + flip),
+# Table 11 (the shifted domain) and the CRF row of Tables 1 and 3.
+EVALUATIONS = (
+    ("pspnet", ("baseline", "affinity", "aaf", "gan", "emb"), "test", "source", True, False),
+    ("pspnet", ("baseline", "affinity", "aaf", "gan", "emb"), "val", "shifted", False, False),
+    ("pspnet", ("baseline",), "val", "source", False, True),
+)
+# the book's results notebooks, in the order they run (each reads results/ only)
+REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
+           "results_cost", "figure5", "claims", "performance", "tutorial")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+@dataclass
+class Job:
+    """One notebook execution: ``template`` with ``parameters`` into the executed copy ``output``."""
+
+    kind: str                      # "train" | "evaluate" | "report"
+    name: str
+    template: Path
+    output: Path
+    parameters: dict = field(default_factory=dict)
+    result: Path | None = None     # the metrics.json the job produces
+    result_hash: tuple[str, str] | None = None   # (key in the result, expected value)
+
+    def finished(self) -> bool:
+        """The executed copy is from the current template and the result matches its settings."""
+        if not self.output.is_file():
+            return False
+        try:
+            meta = json.loads(self.output.read_text()).get("metadata", {}).get("aafcore", {})
+        except ValueError:
+            return False
+        if meta.get("template_sha256") != _sha(self.template) or meta.get("parameters") != self.parameters:
+            return False
+        if self.result is None:
+            return True
+        if not self.result.is_file():
+            return False
+        key, expected = self.result_hash
+        return json.loads(self.result.read_text()).get(key) == expected
+
+
+def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results",
+         data_root: str | Path | None = None, only: str | None = None) -> list[Job]:
+    """Every job of a reproduction, in execution order (``only``: runs whose name contains it)."""
+    from aafcore.data import build_dataset
+    from aafcore.evaluate import InferenceConfig, evaluation_hash, evaluation_tag
+    from aafcore.crf import CRFParams
+    from aafcore.train import config_hash, prepare_data, profile_config, run_dir, run_name
+
+    results_root = Path(results_root)
+    jobs: list[Job] = []
+    run_hashes: dict[str, str] = {}
+    meta = None
+    for base, method, seeds, kernel_sizes in RUNS:
+        for seed in seeds:
+            cfg = profile_config(profile, dataset=dataset, base=base, method=method, seed=seed,
+                                 kernel_sizes=kernel_sizes)
+            name = run_name(cfg)
+            if only and only not in name:
+                continue
+            if meta is None:
+                root = prepare_data(cfg, data_root, progress=False)
+                full = getattr(build_dataset(cfg.dataset, root, split=cfg.val_split), "meta", None) or {}
+                meta = {k: full[k] for k in ("spec", "generator") if k in full}
+            out = run_dir(cfg, results_root)
+            run_hashes[name] = config_hash(cfg, meta)
+            params = {"profile": profile, "dataset": dataset, "base": base, "method": method, "seed": seed,
+                      "kernel_sizes": ",".join(str(k) for k in cfg.kernel_sizes),
+                      "results_root": str(results_root), "data_root": None if data_root is None else str(data_root)}
+            jobs.append(Job("train", f"train {name}", NOTEBOOKS / "train.ipynb", out / "train.ipynb", params,
+                            out / "metrics.json", ("config_hash", run_hashes[name])))
+    for base, methods, split, domain, multiscale, crf in EVALUATIONS:
+        for method in methods:
+            for seed in next(s for b, m, s, k in RUNS if (b, m, k) == (base, method, None)):
+                cfg = profile_config(profile, dataset=dataset, base=base, method=method, seed=seed)
+                name = run_name(cfg)
+                if name not in run_hashes:
+                    continue
+                inference = (InferenceConfig.paper() if multiscale else InferenceConfig())
+                if crf:
+                    inference = InferenceConfig(inference.scales, inference.flip, crf=CRFParams())
+                tag = evaluation_tag(split, domain, inference)
+                out = run_dir(cfg, results_root) / "eval" / tag
+                params = {"run_dir": str(run_dir(cfg, results_root)), "split": split, "domain": domain,
+                          "multiscale": multiscale, "crf": crf,
+                          "data_root": None if data_root is None else str(data_root)}
+                jobs.append(Job("evaluate", f"evaluate {name} {tag}", NOTEBOOKS / "evaluate.ipynb",
+                                out / "evaluate.ipynb", params, out / "metrics.json",
+                                ("evaluation_hash", evaluation_hash(run_hashes[name], split, domain, inference))))
+    report_dir = ROOT / "book" if profile == "cpu" and Path(results_root).resolve() == (ROOT / "results").resolve() \
+        else results_root / profile / dataset / "reports"
+    for report in REPORTS:
+        params = {"profile": profile, "dataset": dataset, "results_root": str(results_root)}
+        if report in ("tutorial", "performance"):   # they read no run results
+            params = {}
+        jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params))
+    return jobs
+
+
+def _execute(job: Job) -> None:
+    """Run ``job`` with papermill into a temporary copy, then move it into place."""
+    import nbformat
+    import papermill
+
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = job.output.with_name(job.output.stem + ".running.ipynb")
+    try:
+        papermill.execute_notebook(str(job.template), str(tmp), parameters=job.parameters, cwd=str(ROOT),
+                                   progress_bar=False, kernel_name="python3")
+    except BaseException:
+        if tmp.exists():
+            os.replace(tmp, job.output.with_name(job.output.stem + ".failed.ipynb"))
+        raise
+    nb = nbformat.read(tmp, as_version=4)
+    nb.metadata["aafcore"] = {"template": str(job.template.relative_to(ROOT)), "template_sha256": _sha(job.template),
+                              "parameters": {k: v for k, v in job.parameters.items() if k != "force"}}
+    nbformat.write(nb, tmp)
+    os.replace(tmp, job.output)
+    failed = job.output.with_name(job.output.stem + ".failed.ipynb")
+    failed.unlink(missing_ok=True)
+
+
+def _describe_failure(job: Job, exc: BaseException) -> str:
+    cell = getattr(exc, "exec_count", None)
+    index = getattr(exc, "cell_index", None)
+    where = f"cell {index}" if index is not None else "a cell"
+    if cell is not None:
+        where += f" (execution count {cell})"
+    reason = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
+    reason = " ".join(str(reason).split())[:300]
+    return f"{job.name}: notebook {job.template.relative_to(ROOT)} failed in {where}: {reason}"
+
+
+def book_notebooks() -> list[Path]:
+    """The notebooks of the book (``_toc.yml``), for nbval."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "file" in node:
+                files.append(node["file"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(toc)
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
+
+
+def build_book(warnings_as_errors: bool = False) -> int:
+    """``jupyter-book build .`` (execution off in ``_config.yml``); returns its exit status."""
+    exe = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(ROOT)]
+    if warnings_as_errors:
+        cmd += ["--warningiserror", "--keep-going"]
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+def reproduce(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results",
+              data_root: str | Path | None = None, force: bool = False, book: bool = True,
+              only: str | None = None, dry_run: bool = False) -> int:
+    """Run the jobs of :func:`plan` (skipping finished ones unless ``force``) and build the book.
+
+    Returns the exit status: 0 when every job and the book succeeded, 1 otherwise.
+    """
+    start = time.perf_counter()
+    jobs = plan(profile, dataset, results_root, data_root, only)
+    failures: list[str] = []
+    upstream_ran = False
+    for i, job in enumerate(jobs, 1):
+        prefix = f"[{i}/{len(jobs)}] {job.name}"
+        stale = not job.finished() or (job.kind == "report" and upstream_ran)
+        if not (force or stale):
+            print(f"{prefix}: finished, skipped", flush=True)
+            continue
+        if dry_run:
+            print(f"{prefix}: would run", flush=True)
+            continue
+        if force and job.kind != "report":
+            job.parameters = {**job.parameters, "force": True}
+        print(f"{prefix}: running {job.template.name} -> {job.output.relative_to(ROOT) if job.output.is_relative_to(ROOT) else job.output}",
+              flush=True)
+        tick = time.perf_counter()
+        try:
+            _execute(job)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, the others go on
+            failures.append(_describe_failure(job, exc))
+            print(f"{prefix}: FAILED ({failures[-1]})", flush=True)
+            continue
+        finally:
+            job.parameters.pop("force", None)
+        upstream_ran = upstream_ran or job.kind != "report"
+        print(f"{prefix}: done in {time.perf_counter() - tick:.0f} s", flush=True)
+    status = 0
+    if book and not dry_run:
+        print("building the book: jupyter-book build .", flush=True)
+        if build_book() != 0:
+            failures.append("jupyter-book build failed (see its output above)")
+    minutes = (time.perf_counter() - start) / 60
+    if failures:
+        print(f"reproduce: {len(failures)} failure(s) in {minutes:.1f} min:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f}", file=sys.stderr)
+        status = 1
+    else:
+        print(f"reproduce: all {len(jobs)} jobs finished in {minutes:.1f} min"
+              + ("; the book is in _build/html/index.html" if book and not dry_run else ""))
+    return status
+
+
+def nbval_notebooks() -> list[Path]:
+    """What ``make test`` checks with nbval: the training and evaluation notebooks (their stored
+    outputs come from the smoke profile), then every notebook of the book."""
+    return [NOTEBOOKS / "train.ipynb", NOTEBOOKS / "evaluate.ipynb"] + book_notebooks()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--nbval-list"]:
+        print(" ".join(str(p.relative_to(ROOT)) for p in nbval_notebooks()))
+    else:
+        sys.exit("usage: python -m aafcore.reproduce --nbval-list   (reproducing: aaf reproduce)")

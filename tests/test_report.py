@@ -1,0 +1,193 @@
+"""The book's tables, claims ledger and tutorial helpers, on small hand-made result trees."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aafcore import report
+from aafcore.tutorial import pair_loss, pair_masks, thin_structure_experiment, toy_labels
+
+NAMES = ["sky", "ground", "pole", "wire"]
+GROUPS = {"large": [0, 1], "thin": [2, 3]}
+
+
+def _write(root: Path, run: str, *, base="pspnet", method="baseline", seed=0, kernel_sizes=(3, 5, 7),
+           iou=(0.9, 0.8, 0.2, 0.1), tag=None, split="val", domain="source", crf=False, ks=None, pixel_accuracy=0.9):
+    """One metrics.json: the run's own (tag None) or an evaluation's (``eval/<tag>``)."""
+    iou = list(iou)
+    metrics = {"iou": iou, "miou": float(np.mean(iou)), "pixel_accuracy": pixel_accuracy,
+               "instance_iou": [None, None, iou[2] - 0.05, iou[3] - 0.05],
+               "instance_miou": float(np.mean([iou[2] - 0.05, iou[3] - 0.05])),
+               "boundary_recall": [v / 2 for v in iou], "mean_boundary_recall": float(np.mean(iou)) / 2,
+               "boundary_precision": [0.5] * 4, "mean_boundary_precision": 0.5,
+               "boundary_f": [0.4] * 4, "mean_boundary_f": 0.4}
+    result = {"config": {"base": base, "method": method, "seed": seed, "kernel_sizes": list(kernel_sizes)},
+              "config_hash": f"h-{run}", "class_names": NAMES, "class_groups": GROUPS,
+              "evaluation": {"split": split, "domain": domain, "mode": "single-scale",
+                             "inference": {"scales": [1.0], "flip": False, "crf": {"bi_w": 1} if crf else None}},
+              "provenance": {"inference_seconds_per_image": 0.01, "crf_seconds_per_image": 0.05 if crf else None,
+                             "data": {"spec": {"image_size": 128, "thin_width": 2.5}}},
+              "metrics": metrics}
+    if method == "aaf":
+        result["aaf"] = {"effective_kernel_size": list(ks or [5.0, 4.5, 3.2, 3.4])}
+    path = root / "cpu" / "synthetic" / run / ("metrics.json" if tag is None else f"eval/{tag}/metrics.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """3 seeds of baseline / affinity / AAF with known mIoU, one GAN, CRF evaluations."""
+    # baseline thin IoUs 0.20, 0.22, 0.18; AAF +0.10 on thin, +0.01 on large; affinity +0.001 (noise)
+    for s, d in enumerate((0.0, 0.02, -0.02)):
+        _write(tmp_path, f"pspnet-baseline-s{s}", seed=s, iou=(0.9, 0.8, 0.2 + d, 0.1 + d))
+        _write(tmp_path, f"pspnet-baseline-s{s}", seed=s, iou=(0.91, 0.81, 0.2 + d, 0.1 + d), tag="val-source-crf",
+               crf=True)
+        _write(tmp_path, f"pspnet-aaf-s{s}", method="aaf", seed=s, iou=(0.91, 0.81, 0.3 + d, 0.2 + d),
+               ks=[5.0 + d, 4.5, 3.2 + d, 3.4])
+        _write(tmp_path, f"pspnet-affinity-s{s}", method="affinity", seed=s,
+               iou=(0.9, 0.8, 0.2 - d + 0.001, 0.1 - d + 0.001))
+    _write(tmp_path, "pspnet-gan-s0", method="gan", iou=(0.9, 0.8, 0.25, 0.15))
+    _write(tmp_path, "pspnet-aaf-k3-s0", method="aaf", kernel_sizes=(3,), iou=(0.9, 0.8, 0.25, 0.15))
+    return tmp_path
+
+
+def test_load_results_rows_and_crf_method(results):
+    df = report.load_results("cpu", "synthetic", results)
+    assert len(df) == 3 * 4 + 2
+    crf = df[df["tag"] == "val-source-crf"]
+    assert set(crf["method"]) == {"crf"} and len(crf) == 3
+    assert set(df[df["run"] == "pspnet-aaf-k3-s0"]["kernel_sizes"]) == {"3"}
+    assert df.loc[df["run"] == "pspnet-baseline-s1", "iou/pole"].iloc[0] == pytest.approx(0.22)
+
+
+def test_an_evaluation_of_val_source_takes_precedence_over_the_runs_own_metrics(results):
+    _write(results, "pspnet-gan-s0", method="gan", iou=(0.5, 0.5, 0.5, 0.5), tag="val-source")
+    df = report.load_results("cpu", "synthetic", results)
+    gan = df[(df["method"] == "gan") & (df["tag"] == "val-source")]
+    assert len(gan) == 1 and gan["miou"].iloc[0] == pytest.approx(0.5)
+
+
+def test_method_table_means_std_and_groups(results):
+    df = report.load_results("cpu", "synthetic", results)
+    t = report.method_table(df, "iou", groups={"thin": ["pole", "wire"], "large": ["sky", "ground"]})
+    assert list(t["method"]) == ["PSPNet", "GAN", "Affinity", "AAF"]      # the paper's row order
+    base = t[t["method"] == "PSPNet"].iloc[0]
+    assert base["pole"] == pytest.approx(20.0) and base["seeds"] == 3
+    means = [np.mean((0.9, 0.8, 0.2 + d, 0.1 + d)) * 100 for d in (0.0, 0.02, -0.02)]
+    assert base["mean"] == pytest.approx(np.mean(means))
+    assert base["± std"] == pytest.approx(np.std(means, ddof=1))
+    assert base["thin"] == pytest.approx(15.0) and base["large"] == pytest.approx(85.0)
+    assert math.isnan(t[t["method"] == "GAN"]["± std"].iloc[0])
+    k3 = report.method_table(df, "iou", methods=["aaf"], kernel_sizes="3")
+    assert len(k3) == 1 and k3["seeds"].iloc[0] == 1 and k3["pole"].iloc[0] == pytest.approx(25.0)
+
+
+def test_compare_gains_against_the_paper(results):
+    df = report.load_results("cpu", "synthetic", results)
+    g = report.compare_gains(df, 2).set_index(["base", "method"])
+    paper = report.paper_table(2)
+    p = paper[paper["base"] == "PSPNet"].set_index("Method")["mIoU"]
+    assert g.loc[("PSPNet", "AAF"), "paper gain"] == pytest.approx(p["AAF"] - p["PSPNet"])
+    ours = report.method_table(df, "iou").set_index("method")["mean"]
+    assert g.loc[("PSPNet", "AAF"), "ours gain"] == pytest.approx(ours["AAF"] - ours["PSPNet"])
+    assert math.isnan(g.loc[("FCN", "AAF"), "ours"])            # no FCN run: no number invented
+
+
+def test_paper_tables_are_complete_and_numeric():
+    for n in range(2, 12):
+        t = report.paper_table(n)
+        assert {"table_id", "dataset", "split", "metric", "base"} <= set(t.columns)
+        assert (t["table_id"] == f"table{n}").all()
+        mean = [c for c in t.columns if c in ("mIoU", "mean")]
+        assert mean and pd.api.types.is_numeric_dtype(t[mean[0]])
+    columns = list(report.paper_table(2).columns)
+    assert columns[0] == "table_id" and "table" in columns and "table.1" not in columns  # VOC's class
+    with pytest.raises(ValueError, match="table 12"):
+        report.paper_table(12)
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    ([0.5, 0.51, 0.49], [0.4, 0.41, 0.39], "holds"),                # d = 0.1, se ~ 0.008
+    ([0.4, 0.41, 0.39], [0.5, 0.51, 0.49], "does not hold"),        # opposite direction
+    ([0.40, 0.45, 0.35], [0.39, 0.44, 0.34], "inconclusive"),        # d = 0.01 < 2 se
+    ([0.5], [0.4], "inconclusive"),                                  # one seed: no verdict
+    ([0.40, 0.40, 0.40], [0.40, 0.40, 0.40], "does not hold"),       # d = 0
+])
+def test_verdict_rules(a, b, expected):
+    v, d, se = report.verdict(np.array(a), np.array(b))
+    assert v == expected
+    assert d == pytest.approx(np.mean(a) - np.mean(b))
+
+
+def test_claims_ledger_verdicts_on_known_results(results):
+    df = report.load_results("cpu", "synthetic", results)
+    groups = {"thin": ["pole", "wire"], "large": ["sky", "ground"]}
+    bench = {"median_ms_per_image": {"network_single_scale": 6.0, "crf": 50.0}}
+    ledger = report.claims_ledger(df, groups, bench).set_index("id")
+    assert ledger.loc["C2", "verdict"] == "holds"             # AAF +0.055 mIoU, se ~ 0.01
+    assert ledger.loc["C1", "verdict"] == "inconclusive"      # affinity +0.001 with spread 0.02
+    assert ledger.loc["C6", "verdict"] == "inconclusive"      # GAN has one seed
+    assert ledger.loc["C8", "verdict"] == "holds"             # gain thin 0.10 vs large 0.01
+    assert ledger.loc["C14", "verdict"] == "holds"            # thin sizes 3.2-3.4 < large 4.5-5.0
+    assert ledger.loc["C19", "verdict"] == "holds"            # AAF 0.555 vs CRF 0.505
+    assert ledger.loc["C20", "verdict"] == "holds"
+    assert ledger.loc["C4", "verdict"] == "inconclusive"      # no FCN runs
+    assert set(ledger["verdict"]) <= {"holds", "does not hold", "inconclusive"}
+
+
+def test_claim_every_class_fails_when_one_class_gets_worse(results):
+    df = report.load_results("cpu", "synthetic", results)
+    groups = {"thin": ["pole", "wire"], "large": ["sky", "ground"]}
+    ledger = report.claims_ledger(df, groups).set_index("id")
+    # boundary recall = iou / 2: AAF is better on every class -> holds
+    assert ledger.loc["C13", "verdict"] == "holds"
+    for s in range(3):   # make AAF worse on "sky" in every seed
+        _write(results, f"pspnet-aaf-s{s}", method="aaf", seed=s, iou=(0.5, 0.81, 0.3, 0.2))
+    ledger = report.claims_ledger(report.load_results("cpu", "synthetic", results), groups).set_index("id")
+    assert ledger.loc["C13", "verdict"] == "does not hold"
+
+
+def test_load_results_rejects_a_missing_tree(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results"):
+        report.load_results("cpu", "synthetic", tmp_path)
+
+
+# --------------------------------------------------------------------------- tutorial
+
+
+def test_pair_masks_by_hand():
+    labels = np.array([[0, 0, 0],
+                       [0, 1, 0],
+                       [0, 0, 0]])
+    edge, same = pair_masks(labels, 3)
+    # only the centre has all 8 corners and their mirrors inside: its 8 pairs are all edges
+    assert edge[1, 1] == 8 and same[1, 1] == 0
+    # an edge pixel like (0, 1) has pairs only along the row (the mirror of a vertical offset falls
+    # outside): offsets (0, -1) and (0, +1), both to label-0 pixels
+    assert edge[0, 1] == 0 and same[0, 1] == 2
+    assert edge.sum() + same.sum() == 8 + 4 * 2      # the centre, and the 4 edge-middle pixels
+
+
+def test_pair_loss_kl_and_margin():
+    assert pair_loss(0.9, 0.9, is_edge=False) == pytest.approx(0.0)
+    kl = 0.1 * math.log(0.1 / 0.9) + 0.9 * math.log(0.9 / 0.1)
+    assert pair_loss(0.9, 0.1, is_edge=False) == pytest.approx(kl)
+    assert pair_loss(0.9, 0.1, is_edge=True, margin=3.0) == pytest.approx(max(0.0, 3.0 - kl))
+    assert pair_loss(0.9, 0.0, is_edge=True, margin=1.0) == 0.0      # beyond the margin: no force
+
+
+def test_thin_structure_experiment_is_deterministic_and_shares_its_start():
+    a = thin_structure_experiment(steps=3, size=16)
+    b = thin_structure_experiment(steps=3, size=16)
+    assert set(a) == {"CE", "CE + affinity"}
+    for name in a:
+        assert a[name]["iou"] == b[name]["iou"]
+        assert np.array_equal(a[name]["labels"], a["CE"]["labels"])   # the same test images
+    assert toy_labels(32)[10, 8] == 1 and (toy_labels(32) == 2).sum() > 0
