@@ -25,7 +25,7 @@ import pandas as pd
 
 __all__ = ["PAPER_TABLES", "paper_table", "load_results", "method_label", "method_table", "seed_values",
            "compare_gains", "Claim", "CLAIMS", "VERDICT_RULES", "verdict", "claims_ledger",
-           "kernel_sizes_frame", "run_time_table", "class_info"]
+           "kernel_sizes_frame", "run_time_table", "class_info", "at_project_root"]
 
 PAPER_TABLES = Path(__file__).resolve().parent / "paper_tables"
 METHOD_ORDER = ["baseline", "crf", "gan", "emb", "affinity", "aaf"]
@@ -37,6 +37,17 @@ METRICS = {"iou": ("iou", 100.0), "instance_iou": ("instance_iou", 100.0),
            "boundary_f": ("boundary_f", 1.0)}
 _MEANS = {"iou": "miou", "instance_iou": "instance_miou", "boundary_recall": "mean_boundary_recall",
           "boundary_precision": "mean_boundary_precision", "boundary_f": "mean_boundary_f"}
+
+
+def at_project_root() -> Path:
+    """Make the repository root the working directory (notebooks use paths like ``results/``
+    relative to it, whichever directory Jupyter, papermill or nbval starts them in); returns it."""
+    import os
+
+    root = Path(__file__).resolve().parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "aafcore").is_dir():
+        os.chdir(root)
+    return Path.cwd()
 
 
 # --------------------------------------------------------------------------- the paper's tables
