@@ -12,11 +12,11 @@ Three families, all streamed over a dataset (:meth:`SegmentationMetrics.update` 
   Predicted and ground-truth boundary pixels of a class are matched one-to-one by a maximum
   bipartite matching when their distance is ``<= tolerance × image diagonal``;
   ``recall_c = Σ matched / Σ GT boundary pixels``, ``precision_c = Σ matched / Σ predicted
-  boundary pixels`` over the dataset and ``F_c = 2PR / (P + R)``.
+  boundary pixels`` over the dataset and ``F_c = 2PR / (P + R)``, 0 when P or R is 0.
 
 Undefined values are ``nan``: a 0/0 ratio (e.g. the IoU of a class neither in the ground truth
-nor predicted, the boundary precision of a class never predicted) and anything computed from a
-``nan``.  Every mean (``miou``, ``instance_miou``, ``mean_boundary_*``) is over the classes whose
+nor predicted, the boundary precision of a class never predicted).  ``F_c`` is ``nan`` only when
+both P and R are: a ground-truth class that is never predicted has ``R = 0`` and ``F = 0``.  Every mean (``miou``, ``instance_miou``, ``mean_boundary_*``) is over the classes whose
 value is not ``nan``.
 
 The boundary matching builds a sparse candidate graph (pairs within the tolerance, found with a
@@ -142,6 +142,21 @@ def _iou(cm: np.ndarray) -> np.ndarray:
     return _ratio(tp, cm.sum(0) + cm.sum(1) - tp)
 
 
+def _harmonic_mean(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``F = 2PR / (P + R)``; 0 when either side is 0 (the limit of the harmonic mean, whatever
+    the other side is, even undefined); NaN only when neither is defined.
+
+    Since ``matched <= min(predicted, GT)``, an undefined side (0/0) always comes with the other
+    side 0 or undefined: a class in the ground truth that is never predicted has ``R = 0``,
+    ``P = NaN`` and ``F = 0``, so missing a class entirely lowers the mean F instead of dropping
+    out of it.
+    """
+    p0, r0 = np.nan_to_num(p, nan=0.0), np.nan_to_num(r, nan=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.where(p0 + r0 > 0, 2 * p0 * r0 / (p0 + r0), 0.0)
+    return np.where(np.isnan(p) & np.isnan(r), np.nan, f)
+
+
 def _nanmean(values: np.ndarray) -> float:
     values = np.asarray(values, dtype=np.float64)
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
@@ -217,9 +232,7 @@ class SegmentationMetrics:
         instance_iou = _ratio(self.instance_weighted_iou, self.instances)
         recall = _ratio(self.boundary_matched, self.boundary_gt)
         precision = _ratio(self.boundary_matched, self.boundary_pred)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            f = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-        f = np.where(np.isnan(precision) | np.isnan(recall), np.nan, f)
+        f = _harmonic_mean(precision, recall)
         return {
             "iou": iou.tolist(),
             "miou": _nanmean(iou),

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["PAPER_TABLES", "paper_table", "load_results", "method_label", "method_table", "seed_values",
-           "compare_gains", "Claim", "CLAIMS", "VERDICT_RULES", "verdict", "claims_ledger",
+           "compare_gains", "table", "Claim", "CLAIMS", "VERDICT_RULES", "verdict", "claims_ledger",
            "kernel_sizes_frame", "run_time_table", "class_info", "at_project_root"]
 
 PAPER_TABLES = Path(__file__).resolve().parent / "paper_tables"
@@ -62,6 +62,7 @@ def paper_table(number: int) -> pd.DataFrame:
     header = path.read_text().splitlines()[0].split("\t")
     if header[0] == "table":
         header[0] = "table_id"      # VOC has a class named "table"
+    header = [h.strip("$") for h in header]   # Table 10's "$k = 3$": no LaTeX in an HTML table header
     df = pd.read_csv(path, sep="\t", dtype=str, header=0, names=header)
     for col in df.columns:
         converted = pd.to_numeric(df[col], errors="coerce")
@@ -197,6 +198,16 @@ def method_table(df: pd.DataFrame, metric: str = "iou", tag: str = "val-source",
     if out.empty:
         return out
     return out.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+
+
+def table(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """``df`` as the book shows it: floats with ``digits`` decimals, missing values as "-"
+    (one seed has no standard deviation, stuff classes no instance-wise IoU); other cells as they are."""
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return "-" if np.isnan(v) else f"{v:.{digits}f}"
+        return v
+    return df.map(cell)
 
 
 def seed_values(df: pd.DataFrame, base: str, method: str, tag: str, column: str,

@@ -164,10 +164,22 @@ def _execute(job: Job) -> None:
     nb = nbformat.read(tmp, as_version=4)
     nb.metadata["aafcore"] = {"template": str(job.template.relative_to(ROOT)), "template_sha256": _sha(job.template),
                               "parameters": {k: v for k, v in job.parameters.items() if k != "force"}}
+    tag_parameter_cells(nb)
     nbformat.write(nb, tmp)
     os.replace(tmp, job.output)
     failed = job.output.with_name(job.output.stem + ".failed.ipynb")
     failed.unlink(missing_ok=True)
+
+
+def tag_parameter_cells(nb) -> None:
+    """Jupyter Book tags for the parameter cells of an executed notebook: the template's defaults
+    (``parameters``) are removed from the page, papermill's ``injected-parameters`` (the values
+    this copy ran with) are folded behind a "show" button."""
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        for trigger, tag in (("parameters", "remove-cell"), ("injected-parameters", "hide-input")):
+            if trigger in tags and tag not in tags:
+                tags.append(tag)
 
 
 def _describe_failure(job: Job, exc: BaseException) -> str:

@@ -13,7 +13,8 @@ dataset-wide confusion matrix with ignored ground-truth pixels skipped; boundary
 with a differently-valued 4-neighbour inside the image (ignored ground-truth pixels never are);
 per image and class, predicted and ground-truth boundary pixels are matched one-to-one when their
 Euclidean distance is ``<= boundary_tolerance * sqrt(H^2 + W^2)``; recall / precision / F are
-dataset sums; any 0/0 is NaN, and F is 0 when P + R == 0.
+dataset sums; any 0/0 is NaN; F is 0 when P or R is 0 (even if the other is NaN: a class that
+is missed entirely counts as F = 0) and NaN only when both are NaN.
 """
 
 from __future__ import annotations
@@ -168,9 +169,9 @@ def ref_boundary_counts(pred, gt, num_classes, ignore_index, radius):
 def ref_prf(matched, n_pred, n_gt):
     precision = matched / n_pred if n_pred else NAN
     recall = matched / n_gt if n_gt else NAN
-    if math.isnan(precision) or math.isnan(recall):
+    if math.isnan(precision) and math.isnan(recall):
         f = NAN
-    elif precision + recall == 0:
+    elif precision == 0 or recall == 0:     # the other side is then 0 or NaN
         f = 0.0
     else:
         f = 2 * precision * recall / (precision + recall)
@@ -285,13 +286,14 @@ def test_missed_thin_bar_hand_computed():
     #  Pred class 0: only the ring around the block (12); pred class 1: none; pred class 2: 8.
     #  Matched: class 0: 12, class 1: 0, class 2: 8.
     # class 0: R = 12/28 = 3/7, P = 12/12 = 1, F = 2 * 3/7 / (3/7 + 1) = (6/7) / (10/7) = 0.6
-    # class 1: R = 0/8 = 0, P = 0/0 = NaN, F = NaN.   class 2: P = R = F = 1.
+    # class 1: R = 0/8 = 0, P = 0/0 = NaN, F = 0 (missed entirely).   class 2: P = R = F = 1.
     assert_values(r["boundary_recall"], [3 / 7, 0.0, 1.0], what="boundary_recall")
     assert_values(r["boundary_precision"], [1.0, NAN, 1.0], what="boundary_precision")
-    assert_values(r["boundary_f"], [0.6, NAN, 1.0], what="boundary_f")
+    assert_values(r["boundary_f"], [0.6, 0.0, 1.0], what="boundary_f")
     assert r["mean_boundary_recall"] == pytest.approx((3 / 7 + 0 + 1) / 3, abs=1e-12)   # 10/21
     assert r["mean_boundary_precision"] == pytest.approx(1.0, abs=1e-12)
-    assert r["mean_boundary_f"] == pytest.approx(0.8, abs=1e-12)                     # (0.6 + 1)/2
+    # the missed bar counts in the mean F (it would be 0.8 if it dropped out)
+    assert r["mean_boundary_f"] == pytest.approx((0.6 + 0 + 1) / 3, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -469,12 +471,12 @@ def test_absent_class_is_nan_and_fp_only_class_is_zero():
     assert r["pixel_accuracy"] == pytest.approx(13 / 14, abs=1e-12)
     # Boundaries of class 3: none predicted, none in the GT -> NaN everywhere.
     # Class 2: no GT boundary (R = 0/0 = NaN), one predicted boundary pixel ((0,1), its
-    # neighbours are 0) that matches nothing -> P = 0/1 = 0, F = NaN (R is NaN).
+    # neighbours are 0) that matches nothing -> P = 0/1 = 0, F = 0 (R is NaN, P is 0).
     assert _is_nan(r["boundary_recall"][3]) and _is_nan(r["boundary_precision"][3])
     assert _is_nan(r["boundary_f"][3])
     assert _is_nan(r["boundary_recall"][2])
     assert r["boundary_precision"][2] == 0.0
-    assert _is_nan(r["boundary_f"][2])
+    assert r["boundary_f"][2] == 0.0
 
 
 # ----------------------------------------------------------------------------------------------

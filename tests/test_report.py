@@ -89,6 +89,14 @@ def test_method_table_means_std_and_groups(results):
     assert len(k3) == 1 and k3["seeds"].iloc[0] == 1 and k3["pole"].iloc[0] == pytest.approx(25.0)
 
 
+def test_table_formats_floats_and_shows_missing_values_as_a_dash(results):
+    df = report.load_results("cpu", "synthetic", results)
+    shown = report.table(report.method_table(df, "instance_iou"), 3)
+    gan = shown[shown["method"] == "GAN"].iloc[0]
+    assert gan["± std"] == "-" and gan["sky"] == "-"            # one seed; stuff without instances
+    assert gan["pole"] == "20.000" and gan["seeds"] == 1 and gan["base"] == "PSPNet"
+
+
 def test_compare_gains_against_the_paper(results):
     df = report.load_results("cpu", "synthetic", results)
     g = report.compare_gains(df, 2).set_index(["base", "method"])
@@ -109,6 +117,7 @@ def test_paper_tables_are_complete_and_numeric():
         assert mean and pd.api.types.is_numeric_dtype(t[mean[0]])
     columns = list(report.paper_table(2).columns)
     assert columns[0] == "table_id" and "table" in columns and "table.1" not in columns  # VOC's class
+    assert {"k = 3", "k = 5", "k = 7"} <= set(report.paper_table(10).columns)   # "$k = 3$" in the file
     with pytest.raises(ValueError, match="table 12"):
         report.paper_table(12)
 
