@@ -16,8 +16,9 @@ Three families, all streamed over a dataset (:meth:`SegmentationMetrics.update` 
 
 Undefined values are ``nan``: a 0/0 ratio (e.g. the IoU of a class neither in the ground truth
 nor predicted, the boundary precision of a class never predicted).  ``F_c`` is ``nan`` only when
-both P and R are: a ground-truth class that is never predicted has ``R = 0`` and ``F = 0``.  Every mean (``miou``, ``instance_miou``, ``mean_boundary_*``) is over the classes whose
-value is not ``nan``.
+both P and R are: a ground-truth class that is never predicted has ``R = 0`` and ``F = 0``.
+Every mean (``miou``, ``instance_miou``, ``mean_boundary_*``) is over the classes whose value is
+not ``nan``.
 
 The boundary matching builds a sparse candidate graph (pairs within the tolerance, found with a
 KD-tree) and runs scipy's Hopcroft-Karp maximum bipartite matching on it; no dense ``n × m``
