@@ -317,7 +317,7 @@ TOL_BETWEEN_1_AND_SQRT2 = 0.045
 
 def test_square_shift_radius_between_1_and_3():
     radius = TOL_BETWEEN_1_AND_SQRT2 * math.hypot(20, 20)
-    assert 1 < radius < math.sqrt(2) < 3
+    assert radius > 1 and radius < math.sqrt(2)   # so 1 < radius < sqrt(2) < 3
     gt = _square(0)
 
     # One-pixel shift to the right: the predicted boundary is the GT boundary translated by one
