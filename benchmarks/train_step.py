@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--backbone", help="override the profile's backbone (e.g. resnet101)")
+    parser.add_argument("--crop-size", type=int, help="override the profile's crop (e.g. 336 = the voc profile)")
+    parser.add_argument("--batch-size", type=int, help="override the profile's batch (per process)")
     parser.add_argument("--data-root")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -46,7 +49,8 @@ def main(argv=None) -> int:
     if methods[0] != "baseline":
         methods = ["baseline"] + [m for m in methods if m != "baseline"]
 
-    base_cfg = profile_config(args.profile, base=args.base)
+    base_cfg = profile_config(args.profile, base=args.base, backbone=args.backbone, crop_size=args.crop_size,
+                              batch_size=args.batch_size)
     root = prepare_data(base_cfg, args.data_root, progress=False)
     ds = build_dataset(base_cfg.dataset, root, split=base_cfg.train_split)
     augment = TrainAugment(base_cfg.crop_size, scale_range=base_cfg.scale_range, ignore_index=ds.ignore_index)
@@ -60,6 +64,8 @@ def main(argv=None) -> int:
                            ds.ignore_index) for m in methods}
     times = {m: [] for m in methods}
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+    if args.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     for r in range(args.warmup + args.reps):
         images, labels = batch(r)
         for m in methods:
@@ -90,6 +96,8 @@ def main(argv=None) -> int:
                    "provenance": {"git_commit": git_commit(), "packages": environment(),
                                   "cpu": cpu_name(), "date": time.strftime("%Y-%m-%d")},
                    "results": rows}
+        if args.device.startswith("cuda"):  # every method's trainer is resident at once
+            payload["peak_memory_gib_all_trainers"] = torch.cuda.max_memory_allocated() / 2**30
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
