@@ -80,13 +80,17 @@ def _kernel_sizes(text: str) -> tuple[int, ...]:
 
 
 def _train(args) -> int:
-    from aafcore.train import profile_config, run_dir, train
+    from aafcore.train import load_config, profile_config, run_dir, train
 
-    cfg = profile_config(args.profile, base=args.base, method=args.method, seed=args.seed,
-                         backbone=args.backbone, steps=args.steps, batch_size=args.batch_size,
-                         crop_size=args.crop_size, lr=args.lr, kernel_sizes=args.kernel_sizes,
-                         weight_by=args.weight_by, pretrained=args.backbone_weights,
-                         checkpoint_every=args.checkpoint_every, num_workers=args.workers)
+    if args.config is not None:  # the exact config of train_distributed / torchrun_command
+        cfg = load_config(args.config)
+    else:
+        cfg = profile_config(args.profile, base=args.base, method=args.method, seed=args.seed,
+                             backbone=args.backbone, steps=args.steps, batch_size=args.batch_size,
+                             crop_size=args.crop_size, lr=args.lr, kernel_sizes=args.kernel_sizes,
+                             weight_by=args.weight_by, pretrained=args.backbone_weights,
+                             checkpoint_every=args.checkpoint_every, num_workers=args.workers,
+                             finetune_steps=args.finetune_steps)
     if args.backbone_weights is not None and not os.path.isfile(args.backbone_weights):
         raise FileNotFoundError(f"backbone weights file not found: {args.backbone_weights}")
     if args.data_root is not None and not os.path.isdir(args.data_root):
@@ -121,7 +125,8 @@ def _evaluate(args) -> int:
     inference = InferenceConfig(scales=PAPER_SCALES if args.multiscale else (1.0,), flip=args.multiscale,
                                 crop_size=args.window, crf=CRFParams() if args.crf else None)
     result = evaluate_run(run, args.split, args.domain, inference=inference, data_root=args.data_root,
-                          device=args.device, force=args.force, progress=not args.no_progress)
+                          device=args.device, force=args.force, progress=not args.no_progress,
+                          dataset=args.dataset)
     m, prov = result["metrics"], result["provenance"]
     crf = prov.get("crf_seconds_per_image")
     print(f"{run} [{result['evaluation']['split']}/{result['evaluation']['domain']}, {result['evaluation']['mode']}]: "
@@ -139,6 +144,10 @@ def _reproduce(args) -> int:
 
     if args.profile not in PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose from {', '.join(PROFILES)}")
+    if PROFILES[args.profile].dataset != "synthetic":
+        raise ValueError(f"aaf reproduce runs the synthetic benchmark; the {args.profile} profile is run one "
+                         f"training at a time (papermill notebooks/train.ipynb ... -p profile {args.profile} "
+                         f"-p data_root DIR), see the book's reproduction chapter")
     if args.data_root is not None and not os.path.isdir(args.data_root):
         raise FileNotFoundError(f"data root not found: {args.data_root}")
     return reproduce(args.profile, results_root=args.results, data_root=args.data_root, force=args.force,
@@ -159,22 +168,26 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-progress", action="store_true", help="no progress bar")
     data.set_defaults(func=_data)
 
+    from aafcore.data import DATASETS
     from aafcore.train import BASES, METHODS
 
     tr = sub.add_parser("train", help="train one method and evaluate it on the val split")
-    tr.add_argument("--profile", default="cpu", help="smoke, cpu or gpu (default cpu)")
+    tr.add_argument("--profile", default="cpu",
+                    help="smoke, cpu, gpu (synthetic) or voc, cityscapes (real data, paper settings); default cpu")
     tr.add_argument("--base", default="pspnet", choices=BASES)
     tr.add_argument("--method", default="baseline", choices=METHODS)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--out", help="run directory (default results/<profile>/<dataset>/<base>-<method>-s<seed>)")
-    tr.add_argument("--data-root", help="dataset directory (default: generate data/synthetic-<profile>)")
+    tr.add_argument("--data-root", help="dataset directory (synthetic default: generate data/synthetic-<profile>; "
+                                        "voc: holds VOCdevkit/ and benchmark_RELEASE/; cityscapes: leftImg8bit/, gtFine/)")
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     tr.add_argument("--force", action="store_true", help="retrain even if a finished run matches")
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     tr.add_argument("--backbone", choices=["narrow", "resnet18", "resnet50", "resnet101"],
                     help="override the profile's backbone")
     tr.add_argument("--backbone-weights", help="local torchvision ResNet weights file (ImageNet init)")
-    tr.add_argument("--steps", type=int, help="override the profile's number of steps")
+    tr.add_argument("--steps", type=int, help="override the profile's number of steps (first stage)")
+    tr.add_argument("--finetune-steps", type=int, help="override the second stage's steps (voc: 30000; 0 = none)")
     tr.add_argument("--batch-size", type=int, help="override the global batch size")
     tr.add_argument("--crop-size", type=int, help="override the training crop size")
     tr.add_argument("--lr", type=float, help="override the base learning rate")
@@ -182,24 +195,29 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--weight-by", choices=["label", "channel"], help="AAF weight indexing (default label)")
     tr.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     tr.add_argument("--workers", type=int, help="data-loading worker processes")
+    tr.add_argument("--config", help="a JSON file of every TrainConfig field (overrides the options above)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a finished run (any split, domain, multi-scale, CRF)")
     ev.add_argument("run", nargs="?", metavar="RUN_DIR",
                     help="run directory (default: the run of --profile/--base/--method/--seed)")
-    ev.add_argument("--profile", default="cpu", help="smoke, cpu or gpu, to locate the run (default cpu)")
+    ev.add_argument("--profile", default="cpu", help="the profile, to locate the run (default cpu)")
     ev.add_argument("--base", default="pspnet", choices=BASES)
     ev.add_argument("--method", default="baseline", choices=METHODS)
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--kernel-sizes", type=_kernel_sizes, help="AAF kernel sizes of the run, e.g. 3,5")
-    ev.add_argument("--split", default="val", choices=["train", "val", "test"])
+    ev.add_argument("--split", default="val",
+                    help="train, val, test (synthetic, cityscapes), train_aug (voc_aug), all or part1 (gta5)")
+    ev.add_argument("--dataset", choices=DATASETS,
+                    help="evaluate on another dataset with the same classes (Table 11: a cityscapes run on gta5)")
     ev.add_argument("--domain", default="source", choices=["source", "shifted"],
                     help="appearance domain (synthetic: shifted = Table 11's unseen domain)")
     ev.add_argument("--multiscale", action="store_true",
                     help="scales 0.5-1.75 with left-right flip (the paper's test protocol)")
     ev.add_argument("--crf", action="store_true", help="dense-CRF post-processing (the paper's parameters)")
-    ev.add_argument("--window", type=int, help="sliding-window crop size (default: whole image)")
+    ev.add_argument("--window", type=int,
+                    help="sliding-window crop size (default: the profile's, voc 480 / cityscapes 720; else whole image)")
     ev.add_argument("--data-root", help="dataset directory (default: where the run read its data)")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--force", action="store_true", help="re-evaluate even if the result exists")

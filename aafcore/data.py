@@ -110,6 +110,7 @@ __all__ = [
     "VOC_CLASSES",
     "VOCLayoutDataset",
     "build_dataset",
+    "DATASETS",
     "TrainAugment",
     "voc_colormap",
     "colorize",
@@ -924,6 +925,14 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             raise DatasetError(f"cannot read {path}: {_one_line(err)}") from None
 
+    def _read_index_map(self, path: Path) -> np.ndarray:
+        """A label or instance map, uint8 ``[H, W]``: a palette/greyscale PNG or an SBD ``.mat``."""
+        if path.suffix == ".mat":
+            from aafcore.voc import read_sbd_mat
+
+            return read_sbd_mat(path)
+        return self._open(path, ("P", "L"))
+
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(image uint8 [H, W, 3], label uint8 [H, W], instance uint8 [H, W])`` of item ``index``."""
         if index in self._cache:
@@ -931,7 +940,7 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         ident = self.ids[index]
         img_path, lbl_path, obj_path = self._paths(ident)
         image = self._open(img_path)
-        label = self._open(lbl_path, ("P", "L"))
+        label = self._read_index_map(lbl_path)
         if label.shape != image.shape[:2]:
             raise DatasetError(f"id {ident!r}: image {img_path} is {image.shape[1]}x{image.shape[0]} but "
                                f"label {lbl_path} is {label.shape[1]}x{label.shape[0]}")
@@ -941,7 +950,7 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
             raise DatasetError(f"label {lbl_path} has values {values[:5]} outside [0, {self.num_classes}) "
                                f"and the ignore value {IGNORE_INDEX}")
         if self.has_instances:
-            instance = self._open(obj_path, ("P", "L"))
+            instance = self._read_index_map(obj_path)
             if instance.shape != label.shape:
                 raise DatasetError(f"id {ident!r}: instance map {obj_path} is {instance.shape[1]}x"
                                    f"{instance.shape[0]} but label {lbl_path} is "
@@ -972,20 +981,32 @@ def _voc_root(root: Path) -> Path:
                        f"(expected {root}/VOCdevkit/VOC2012/JPEGImages)")
 
 
-_LATER = ("voc_aug", "cityscapes", "gta5")
+DATASETS = ("synthetic", "voc", "voc_aug", "cityscapes", "gta5")
 
 
 def build_dataset(name: str, root: str | os.PathLike, split: str = "val", transform: Callable | None = None,
-                  domain: str = "source", cache: bool = True) -> VOCLayoutDataset:
-    """A segmentation dataset by name: ``"synthetic"`` (see :func:`generate_synthetic`) or ``"voc"``.
+                  domain: str = "source", cache: bool | None = None) -> torch.utils.data.Dataset:
+    """A segmentation dataset by name (DESIGN.md section 4); items as :class:`VOCLayoutDataset`'s.
 
-    ``split`` in train / val / test (what the split files hold); ``domain="shifted"`` reads the
-    synthetic shifted-appearance domain (``{split}_shifted.txt``).  For ``"voc"``, ``root``
-    contains ``VOCdevkit/VOC2012`` or is that directory.
+    * ``"synthetic"`` (:func:`generate_synthetic`): split train / val / test; ``domain="shifted"``
+      reads the shifted-appearance domain (``{split}_shifted.txt``).
+    * ``"voc"``: PASCAL VOC 2012, ``root`` contains ``VOCdevkit/VOC2012`` (or is that directory);
+      splits train / val / trainval (``ImageSets/Segmentation``).
+    * ``"voc_aug"``: VOC 2012 + SBD (:class:`aafcore.voc.VOCAugDataset`), splits train_aug / train /
+      val / trainval; ``root`` contains ``VOCdevkit/`` and ``benchmark_RELEASE/``.
+    * ``"cityscapes"``: fine annotations on the 19 train ids (:class:`aafcore.cityscapes.CityscapesDataset`),
+      ``root`` contains ``leftImg8bit/`` and ``gtFine/``; splits train / val / test.
+    * ``"gta5"``: :class:`aafcore.cityscapes.GTA5Dataset`, ``root`` contains ``images/`` and
+      ``labels/``; splits all / part1 (the first 2,500 images).
+
+    ``cache`` keeps decoded images in memory (default: on for the small synthetic and VOC sets,
+    off for the large real ones).
     """
     root = Path(root)
     if domain not in ("source", "shifted"):
         raise DatasetError(f"domain must be 'source' or 'shifted', got {domain!r}")
+    if domain != "source" and name != "synthetic":
+        raise DatasetError(f"dataset {name!r} has no {domain!r} domain (only the synthetic benchmark has one)")
     if name == "synthetic":
         if not root.is_dir():
             raise DatasetError(f"synthetic dataset directory not found: {root} "
@@ -1002,16 +1023,22 @@ def build_dataset(name: str, root: str | os.PathLike, split: str = "val", transf
         palette = synthetic_palette()
         if "palette" in meta:
             palette[: len(meta["palette"])] = np.asarray(meta["palette"], np.uint8)
-        return VOCLayoutDataset(root, split_file, class_names, transform, cache, meta=meta, palette=palette)
+        return VOCLayoutDataset(root, split_file, class_names, transform, cache is not False, meta=meta,
+                                palette=palette)
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    if not root.is_dir():
+        raise DatasetError(f"dataset directory not found: {root}")
     if name == "voc":
-        if domain != "source":
-            raise DatasetError(f"dataset 'voc' has no {domain!r} domain")
-        if not root.is_dir():
-            raise DatasetError(f"dataset directory not found: {root}")
-        return VOCLayoutDataset(_voc_root(root), split, VOC_CLASSES, transform, cache)
-    if name in _LATER:
-        raise DatasetError(f"dataset {name!r} is not implemented yet; available: synthetic, voc")
-    raise DatasetError(f"unknown dataset {name!r}; choose from synthetic, voc")
+        return VOCLayoutDataset(_voc_root(root), split, VOC_CLASSES, transform, cache is not False)
+    if name == "voc_aug":
+        from aafcore.voc import VOCAugDataset
+
+        return VOCAugDataset(root, split, transform, cache=bool(cache))
+    from aafcore.cityscapes import CityscapesDataset, GTA5Dataset
+
+    reader = CityscapesDataset if name == "cityscapes" else GTA5Dataset
+    return reader(root, split, transform, cache=bool(cache))
 
 
 # --------------------------------------------------------------------------- augmentation

@@ -252,9 +252,10 @@ def evaluate_model(model, dataset, device: torch.device | str = "cpu",
 # --------------------------------------------------------------------------- a finished run
 
 
-def evaluation_tag(split: str, domain: str, inference: InferenceConfig) -> str:
-    """Directory name of an evaluation under ``<run>/eval/``: e.g. ``test-source-ms-crf``."""
-    tag = f"{split}-{domain}"
+def evaluation_tag(split: str, domain: str, inference: InferenceConfig, dataset: str | None = None) -> str:
+    """Directory name of an evaluation under ``<run>/eval/``: e.g. ``test-source-ms-crf``, or
+    ``gta5-part1-source-ms-w720`` for a ``dataset`` other than the run's own (Table 11)."""
+    tag = (f"{dataset}-" if dataset else "") + f"{split}-{domain}"
     if inference.mode.split("+crf")[0] != "single-scale":
         tag += "-ms" if tuple(inference.scales) == PAPER_SCALES and inference.flip else "-custom"
     if inference.crop_size is not None:
@@ -262,17 +263,21 @@ def evaluation_tag(split: str, domain: str, inference: InferenceConfig) -> str:
     return tag + ("-crf" if inference.crf is not None else "")
 
 
-def evaluation_hash(run_config_hash: str | None, split: str, domain: str, inference: InferenceConfig) -> str:
-    """sha256 (16 hex digits) of what defines an evaluation: the run's config hash and the settings."""
+def evaluation_hash(run_config_hash: str | None, split: str, domain: str, inference: InferenceConfig,
+                    dataset: str | None = None) -> str:
+    """sha256 (16 hex digits) of what defines an evaluation: the run's config hash and the settings
+    (``dataset`` only when it is not the run's own)."""
     settings = {"run_config_hash": run_config_hash, "split": split, "domain": domain,
                 "inference": inference.as_dict()}
+    if dataset:
+        settings["dataset"] = dataset
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "source", *,
                  inference: InferenceConfig = InferenceConfig(), data_root: str | os.PathLike | None = None,
                  device: str = "auto", force: bool = False, progress: bool = True,
-                 out_dir: str | os.PathLike | None = None) -> dict:
+                 out_dir: str | os.PathLike | None = None, dataset: str | None = None) -> dict:
     """Evaluate a finished training run and write ``<run>/eval/<tag>/metrics.json`` (DESIGN.md §9).
 
     The run directory holds the ``metrics.json`` and ``checkpoint.pt`` that ``aaf train`` wrote;
@@ -280,6 +285,11 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
     ``config_hash`` and the evaluation settings) matches an existing result is skipped unless
     ``force``.  Colour-coded predictions of the first :data:`PREDICTION_IMAGES` images go to
     ``<tag>/predictions/``.  Returns the written dictionary.
+
+    ``dataset`` evaluates on another dataset with the same classes (Table 11: a ``cityscapes`` run
+    on ``gta5``, split ``part1``); its ``data_root`` is then required.  Without a window in
+    ``inference``, the run's ``eval_crop_size`` / ``eval_stride`` are used (the real-data profiles'
+    sliding windows).
     """
     from aafcore.cli import environment
     from aafcore.models import build_model
@@ -298,12 +308,15 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
         cfg = TrainConfig(**{k: v for k, v in trained["config"].items() if k in fields}).validate()
     except (ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{run_metrics}: not a training result ({' '.join(str(err).split())})") from None
-    if split not in ("train", "val", "test"):
-        raise ValueError(f"split must be train, val or test, got {split!r}")
+    other = dataset if dataset not in (None, cfg.dataset) else None
+    if other is not None and data_root is None:
+        raise ValueError(f"evaluating {run} (trained on {cfg.dataset}) on dataset {other!r} needs its data_root")
+    if inference.crop_size is None and cfg.eval_crop_size is not None:
+        inference = dataclasses.replace(inference, crop_size=cfg.eval_crop_size, stride=cfg.eval_stride)
 
-    tag = evaluation_tag(split, domain, inference)
+    tag = evaluation_tag(split, domain, inference, other)
     out = Path(out_dir) if out_dir is not None else run / "eval" / tag
-    ehash = evaluation_hash(trained.get("config_hash"), split, domain, inference)
+    ehash = evaluation_hash(trained.get("config_hash"), split, domain, inference, other)
     metrics_path = out / "metrics.json"
     if metrics_path.exists() and not force:
         previous = json.loads(metrics_path.read_text())
@@ -323,16 +336,21 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
     if data_root is None:   # where the run read its data, or the default (generated if missing)
         recorded = trained.get("provenance", {}).get("data_root")
         data_root = recorded if recorded and Path(recorded).is_dir() else None
-    root = prepare_data(cfg, data_root, progress=progress)
-    dataset = build_dataset(cfg.dataset, root, split=split, domain=domain)
+    root = prepare_data(dataclasses.replace(cfg, dataset=other or cfg.dataset), data_root, progress=progress)
+    name = dataset
+    dataset = build_dataset(other or cfg.dataset, root, split=split, domain=domain)
+    trained_classes = trained.get("class_names")
+    if other is not None and trained_classes and list(dataset.class_names) != list(trained_classes):
+        raise ValueError(f"dataset {name!r} has classes {list(dataset.class_names)[:3]}... but {run} was trained on "
+                         f"{list(trained_classes)[:3]}...: it cannot be evaluated there")
     meta = {k: v for k, v in (getattr(dataset, "meta", None) or {}).items() if k in ("spec", "generator")}
     recorded_meta = trained.get("provenance", {}).get("data")
     if recorded_meta and meta and meta != recorded_meta:
         raise ValueError(f"the dataset at {root} ({meta.get('generator')}) is not the one {run} was trained "
                          f"on ({recorded_meta.get('generator')}); pass the right --data-root")
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if state.get("step") != cfg.steps:
-        raise ValueError(f"{ckpt_path} is from step {state.get('step')} of {cfg.steps}: the run is not finished "
+    if state.get("step") != cfg.total_steps:
+        raise ValueError(f"{ckpt_path} is from step {state.get('step')} of {cfg.total_steps}: the run is not finished "
                          f"(continue it with aaf train --resume)")
     model = build_model(cfg.base, cfg.backbone, dataset.num_classes)
     model.load_state_dict(state["model"])
@@ -345,6 +363,8 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
                         predictions_dir=out / "predictions", progress=progress)
     result = evaluation_result(cfg, trained, dataset, ev, inference, split, domain, started, t0)
     result["evaluation_hash"] = ehash
+    result["evaluation"]["dataset"] = other or cfg.dataset
+    result["evaluation"]["tag"] = tag
     result["evaluation"]["checkpoint_step"] = int(state["step"])
     result["provenance"].update({"git_commit": git_commit(), "packages": environment(),
                                  "device": torch.cuda.get_device_name(dev) if use_cuda else "cpu",

@@ -35,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,8 @@ from aafcore.data import TrainAugment, build_dataset, generate_synthetic, SYNTHE
 from aafcore.evaluate import InferenceConfig, evaluate_model, evaluation_result, jsonable
 from aafcore.models import build_model
 
-__all__ = ["METHODS", "PROFILES", "TrainConfig", "Trainer", "train", "run_dir", "config_hash",
+__all__ = ["METHODS", "PROFILES", "TrainConfig", "Trainer", "train", "train_distributed", "torchrun_command",
+           "load_config", "run_dir", "config_hash",
            "CPUSyncBatchNorm", "convert_sync_batchnorm"]
 
 METHODS = ("baseline", "affinity", "aaf", "emb", "gan")
@@ -90,9 +92,21 @@ class TrainConfig:
     channels_last: bool = True       # CUDA only
     train_split: str = "train"
     val_split: str = "val"
+    # a second stage (the paper's VOC protocol: 30K steps on train_aug, then 30K on train at LR 1e-4):
+    # poly schedule, loss decay and optimiser momentum start afresh, the weights carry on
+    finetune_steps: int = 0
+    finetune_lr: float = 1e-4
+    finetune_split: str = "train"
+    eval_crop_size: int | None = None   # sliding-window inference (None: whole image)
+    eval_stride: int | None = None      # window stride (None: 2/3 of the window)
     checkpoint_every: int = 4
     log_every: int = 1               # AAF weights are logged every log_every * 10 steps
     num_workers: int = 0
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of both stages: ``steps + finetune_steps``."""
+        return self.steps + self.finetune_steps
 
     def validate(self) -> "TrainConfig":
         if self.method not in METHODS:
@@ -102,8 +116,13 @@ class TrainConfig:
         for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr <= 0 or self.finetune_lr <= 0:
+            raise ValueError(f"lr and finetune_lr must be > 0, got {self.lr} and {self.finetune_lr}")
+        if self.finetune_steps < 0:
+            raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        if self.profile in PRETRAINED_PROFILES and self.pretrained is None:
+            raise ValueError(f"profile {self.profile!r} trains from ImageNet weights: pass --backbone-weights PATH "
+                             f"(a torchvision {self.backbone} state dict such as {TORCHVISION_WEIGHTS.get(self.backbone, '')})")
         if not self.kernel_sizes or any(k < 3 or k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError(f"kernel sizes must be odd integers >= 3, got {list(self.kernel_sizes)}")
         self.scale_range = tuple(float(s) for s in self.scale_range)
@@ -121,7 +140,24 @@ PROFILES: dict[str, TrainConfig] = {
                        checkpoint_every=250, lr=0.03),
     "gpu": TrainConfig(profile="gpu", backbone="resnet50", steps=8000, batch_size=16, crop_size=224,
                        checkpoint_every=1000, lr=0.03, num_workers=6),
+    # The paper's settings (Section 4.4 and the authors' bashscripts/): PSPNet on ResNet-101 from
+    # ImageNet weights, base LR 1e-3, poly 0.9, momentum 0.9, weight decay 5e-4, random scale
+    # [0.5, 2] + mirror.  VOC: crops 336, batch 8 (one GPU), 30K steps on train_aug, then 30K on
+    # train at LR 1e-4; inference windows 480 (stride 320).  Cityscapes: crops 720, batch 8 over
+    # 4 GPUs, 90K steps on the fine train set; inference windows 720 (stride 480).
+    "voc": TrainConfig(profile="voc", dataset="voc_aug", backbone="resnet101", steps=30000, batch_size=8,
+                       crop_size=336, lr=1e-3, train_split="train_aug", finetune_steps=30000, finetune_lr=1e-4,
+                       finetune_split="train", eval_crop_size=480, eval_stride=320, checkpoint_every=1000,
+                       log_every=10, num_workers=8),
+    "cityscapes": TrainConfig(profile="cityscapes", dataset="cityscapes", backbone="resnet101", steps=90000,
+                              batch_size=8, crop_size=720, lr=1e-3, eval_crop_size=720, eval_stride=480,
+                              checkpoint_every=1000, log_every=10, num_workers=8),
 }
+PRETRAINED_PROFILES = ("voc", "cityscapes")
+TORCHVISION_WEIGHTS = {"resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth"}
+# fields added after runs were committed: left out of the hash while at their defaults, so that
+# the hash of an older configuration does not change
+_HASH_OMIT_IF_DEFAULT = ("finetune_steps", "finetune_lr", "finetune_split", "eval_crop_size", "eval_stride")
 
 
 def profile_config(profile: str, **overrides) -> TrainConfig:
@@ -145,9 +181,16 @@ def run_dir(cfg: TrainConfig, results_root: str | os.PathLike = "results") -> Pa
     return Path(results_root) / cfg.profile / cfg.dataset / run_name(cfg)
 
 
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
 def config_hash(cfg: TrainConfig, data_meta: dict | None = None) -> str:
     """sha256 of the config (and of the dataset's spec), 16 hex digits."""
-    payload = {"config": dataclasses.asdict(cfg), "data": data_meta or {}}
+    config = dataclasses.asdict(cfg)
+    for name in _HASH_OMIT_IF_DEFAULT:
+        if config[name] == _DEFAULTS[name]:
+            del config[name]
+    payload = {"config": config, "data": data_meta or {}}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -219,51 +262,57 @@ def _average_gradients(params) -> None:
 # --------------------------------------------------------------------------- data order
 
 
-def _step_samples(step: int, batch_size: int, n: int, seed: int) -> list[tuple[int, int]]:
+def _step_samples(step: int, batch_size: int, n: int, seed: int, stage: int = 0) -> list[tuple[int, int]]:
     """The global batch of ``step``: ``(index, augmentation seed)`` pairs, a pure function of its args.
 
     The sample stream is an epoch-wise random permutation of the ``n`` training images; sample
-    ``b`` of step ``t`` is element ``t·B + b`` of that stream.
+    ``b`` of step ``t`` is element ``t·B + b`` of that stream.  ``step`` counts within its
+    ``stage`` (1 = fine-tuning), which has a stream of its own.
     """
+    tail = [stage] if stage else []
     out = []
     for b in range(batch_size):
         pos = step * batch_size + b
         epoch, within = divmod(pos, n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        aug_seed = int(np.random.SeedSequence([seed, step, b]).generate_state(1, np.uint64)[0] >> 1)
+        perm = np.random.default_rng([seed, epoch, *tail]).permutation(n)
+        aug_seed = int(np.random.SeedSequence([seed, step, b, *tail]).generate_state(1, np.uint64)[0] >> 1)
         out.append((int(perm[within]), aug_seed))
     return out
 
 
 class _AugmentedSamples(torch.utils.data.Dataset):
-    """``dataset[(index, seed)]`` → augmented ``(image, label)``, the augmentation seeded by ``seed``."""
+    """``samples[(stage, index, seed)]`` → augmented ``(image, label)`` of ``datasets[stage][index]``,
+    the augmentation seeded by ``seed``."""
 
-    def __init__(self, dataset, augment):
-        self.dataset, self.augment = dataset, augment
+    def __init__(self, datasets, augment):
+        self.datasets, self.augment = datasets, augment
 
     def __len__(self):
-        return len(self.dataset)
+        return len(self.datasets[0])
 
     def __getitem__(self, key):
-        index, seed = key
-        item = self.augment(self.dataset[index], torch.Generator().manual_seed(seed))
+        stage, index, seed = key
+        item = self.augment(self.datasets[stage][index], torch.Generator().manual_seed(seed))
         return item["image"], item["label"]
 
 
 class _StepBatches(torch.utils.data.Sampler):
-    """Yields this rank's part of the global batch for steps ``start, ..., steps - 1``."""
+    """Yields this rank's part of the global batch for steps ``start, ..., total_steps - 1``;
+    ``sizes[stage]`` is the number of training images of each stage."""
 
-    def __init__(self, cfg: TrainConfig, n: int, start: int, rank: int, world: int):
-        self.cfg, self.n, self.start, self.rank, self.world = cfg, n, start, rank, world
+    def __init__(self, cfg: TrainConfig, sizes: list[int], start: int, rank: int, world: int):
+        self.cfg, self.sizes, self.start, self.rank, self.world = cfg, sizes, start, rank, world
 
     def __len__(self):
-        return self.cfg.steps - self.start
+        return self.cfg.total_steps - self.start
 
     def __iter__(self):
         per_rank = self.cfg.batch_size // self.world
-        for step in range(self.start, self.cfg.steps):
-            samples = _step_samples(step, self.cfg.batch_size, self.n, self.cfg.seed)
-            yield samples[self.rank * per_rank:(self.rank + 1) * per_rank]
+        for step in range(self.start, self.cfg.total_steps):
+            stage = int(step >= self.cfg.steps)
+            local = step - stage * self.cfg.steps
+            samples = _step_samples(local, self.cfg.batch_size, self.sizes[stage], self.cfg.seed, stage)
+            yield [(stage, i, s) for i, s in samples[self.rank * per_rank:(self.rank + 1) * per_rank]]
 
 
 # --------------------------------------------------------------------------- the trainer
@@ -331,21 +380,38 @@ class Trainer:
                                                   betas=(0.5, 0.999))
 
     # -- schedule
+    def stage(self, t: int) -> tuple[int, int, int]:
+        """``(stage, step within the stage, steps of the stage)``; stage 1 is the fine-tuning."""
+        if t < self.cfg.steps:
+            return 0, t, self.cfg.steps
+        return 1, t - self.cfg.steps, self.cfg.finetune_steps
+
+    def base_lr(self, t: int) -> float:
+        """``lr`` in the first stage, ``finetune_lr`` in the second."""
+        return self.cfg.lr if t < self.cfg.steps else self.cfg.finetune_lr
+
     def lr_factor(self, t: int) -> float:
-        """Poly schedule ``(1 - t/T)^power``."""
-        return (1.0 - t / self.cfg.steps) ** self.cfg.poly_power
+        """Poly schedule ``(1 - k/T)^power`` of step ``k`` of a stage of ``T`` steps."""
+        _, k, n = self.stage(t)
+        return (1.0 - k / n) ** self.cfg.poly_power
 
     def decay(self, t: int) -> float:
-        """Weight of the auxiliary loss, ``10^(-t/T)`` (1 when ``loss_decay`` is off)."""
-        return 10.0 ** (-t / self.cfg.steps) if self.cfg.loss_decay else 1.0
+        """Weight of the auxiliary loss, ``10^(-k/T)`` within the stage (1 when ``loss_decay`` is off)."""
+        _, k, n = self.stage(t)
+        return 10.0 ** (-k / n) if self.cfg.loss_decay else 1.0
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, t: int) -> dict:
         cfg = self.cfg
+        if cfg.finetune_steps and t == cfg.steps:  # the second stage starts with fresh optimiser states
+            for opt in (self.optimizer, self.aux_optimizer):
+                if opt is not None:
+                    opt.state.clear()
+        scale = self.base_lr(t) / cfg.lr
         factor = self.lr_factor(t)
         for opt in (self.optimizer, self.aux_optimizer if cfg.method == "aaf" else None):
             if opt is not None:
                 for g in opt.param_groups:
-                    g["lr"] = g["initial_lr"] * factor
+                    g["lr"] = g["initial_lr"] * scale * factor
         images = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         if self.cuda and cfg.channels_last:
@@ -400,7 +466,7 @@ class Trainer:
             dist.all_reduce(values)
             values /= dist.get_world_size()
         values = values.tolist()
-        record = {"loss": values[0], "ce": values[1], "aux": values[2], "decay": decay, "lr": cfg.lr * factor}
+        record = {"loss": values[0], "ce": values[1], "aux": values[2], "decay": decay, "lr": self.base_lr(t) * factor}
         if d_loss is not None:
             record["d_loss"] = values[3]
         return record
@@ -494,6 +560,9 @@ def prepare_data(cfg: TrainConfig, data_root: str | os.PathLike | None = None, p
     """The dataset root of ``cfg``; the synthetic benchmark is generated there on first use."""
     if data_root is not None:
         return Path(data_root)
+    if cfg.dataset != "synthetic":
+        raise ValueError(f"dataset {cfg.dataset!r} (profile {cfg.profile}) is read from disk: pass its directory "
+                         f"as data_root (--data-root); the book's reproduction chapter shows the layout")
     root = default_data_root(cfg)
     if cfg.dataset == "synthetic":
         generate_synthetic(root, SYNTHETIC_PROFILES[cfg.profile], progress=progress)
@@ -558,6 +627,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
         dist.barrier()
     root = prepare_data(cfg, data_root, progress=False) if rank != 0 else root
     train_set = build_dataset(cfg.dataset, root, split=cfg.train_split)
+    stage_sets = [train_set]
+    if cfg.finetune_steps:
+        stage_sets.append(build_dataset(cfg.dataset, root, split=cfg.finetune_split))
     val_set = build_dataset(cfg.dataset, root, split=cfg.val_split)
     data_meta = getattr(train_set, "meta", None) or {}
     data_meta = {k: data_meta[k] for k in ("spec", "generator") if k in data_meta}
@@ -589,8 +661,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
 
     augment = TrainAugment(cfg.crop_size, scale_range=cfg.scale_range, ignore_index=train_set.ignore_index)
     loader = torch.utils.data.DataLoader(
-        _AugmentedSamples(train_set, augment),
-        batch_sampler=_StepBatches(cfg, len(train_set), start, rank, world),
+        _AugmentedSamples(stage_sets, augment),
+        batch_sampler=_StepBatches(cfg, [len(d) for d in stage_sets], start, rank, world),
         num_workers=cfg.num_workers, pin_memory=trainer.cuda, persistent_workers=False,
         generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG (dropout) untouched
 
@@ -599,7 +671,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
     if progress and rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=start, desc=run_name(cfg), unit="step", dynamic_ncols=True)
+        bar = tqdm(total=cfg.total_steps, initial=start, desc=run_name(cfg), unit="step", dynamic_ncols=True)
     step_times: list[float] = []
     t = start
     try:
@@ -609,9 +681,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
             step_times.append(time.perf_counter() - tick)
             if not all(math.isfinite(v) for v in record.values()):
                 raise FloatingPointError(f"non-finite loss at step {t}: {record}")
-            if log is not None and (t % cfg.log_every == 0 or t == cfg.steps - 1):
+            last = t == cfg.total_steps - 1
+            if log is not None and (t % cfg.log_every == 0 or last):
                 record = {"step": t, **record}
-                if cfg.method == "aaf" and (t % (cfg.log_every * 10) == 0 or t == cfg.steps - 1):
+                if cfg.method == "aaf" and (t % (cfg.log_every * 10) == 0 or last):
                     w = trainer.aaf_weights()
                     record["effective_kernel_size"] = w["effective_kernel_size"]
                     record["edge_weights"] = w["edge_weights"]
@@ -620,7 +693,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
                 bar.update(1)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
             done = t + 1
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if done % cfg.checkpoint_every == 0 or done in (cfg.steps, cfg.total_steps):
                 if log is not None:
                     log.flush()
                 if rank == 0:
@@ -636,10 +709,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
 
     result: dict = {}
     if rank == 0:
-        ev = evaluate_model(trainer.model, val_set, dev, channels_last=trainer.cuda and cfg.channels_last,
+        inference = InferenceConfig(crop_size=cfg.eval_crop_size, stride=cfg.eval_stride)
+        ev = evaluate_model(trainer.model, val_set, dev, inference, channels_last=trainer.cuda and cfg.channels_last,
                             predictions_dir=out / "predictions")
-        result = evaluation_result(cfg, None, val_set, ev, InferenceConfig(), cfg.val_split, "source",
-                                   started, t0)
+        result = evaluation_result(cfg, None, val_set, ev, inference, cfg.val_split, "source", started, t0)
         median_step = float(np.median(step_times)) if step_times else float("nan")
         result["config_hash"] = chash
         result["provenance"] = {
@@ -660,3 +733,70 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
     if distributed:
         dist.barrier()
     return result
+
+
+# --------------------------------------------------------------------------- several processes
+
+
+def torchrun_command(config_file: str | os.PathLike, out_dir: str | os.PathLike, processes: int, *,
+                     data_root: str | os.PathLike | None = None, force: bool = False, device: str = "auto",
+                     standalone: bool = True) -> list[str]:
+    """The command that trains the config in ``config_file`` (JSON) with ``processes`` processes.
+
+    ``python -m torch.distributed.run --standalone --nproc_per_node N -m aafcore.cli train --config CONFIG
+    --out OUT``:
+    one process per GPU (``LOCAL_RANK`` picks the GPU, NCCL), or gloo on the CPU.  For several
+    machines, run ``torchrun --nnodes M --node_rank R --rdzv-backend c10d --rdzv-endpoint HOST:PORT``
+    with the same arguments on each (``standalone=False`` leaves the rendezvous to you).
+    """
+    cmd = [sys.executable, "-m", "torch.distributed.run"]
+    if standalone:
+        cmd.append("--standalone")
+    cmd += ["--nproc_per_node", str(int(processes)), "-m", "aafcore.cli", "train", "--config", str(config_file),
+            "--out", str(out_dir), "--device", device, "--no-progress"]
+    if data_root is not None:
+        cmd += ["--data-root", str(data_root)]
+    if force:
+        cmd.append("--force")
+    return cmd
+
+
+def train_distributed(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, processes: int = 2, *,
+                      data_root=None, force: bool = False, device: str = "auto",
+                      timeout: float | None = None) -> dict:
+    """:func:`train` in ``processes`` processes under torchrun (what the notebook does for ``gpus > 1``).
+
+    The config goes to ``<out_dir>/config.json``; the processes share the global batch
+    (``batch_size`` must divide by ``processes``), synchronise batch norm, and rank 0 writes.
+    Returns the run's ``metrics.json``; a failed launch raises ``RuntimeError`` with the end of
+    its output.
+    """
+    import subprocess
+
+    cfg.validate()
+    if processes < 1 or cfg.batch_size % processes:
+        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by processes={processes}")
+    out = Path(out_dir) if out_dir is not None else run_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "config.json"
+    _atomic_write_text(config_file, json.dumps(dataclasses.asdict(cfg), indent=1))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parent.parent),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    if device == "cpu" or (device == "auto" and not torch.cuda.is_available()):
+        env.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run(torchrun_command(config_file, out, processes, data_root=data_root, force=force,
+                                           device=device), env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"torchrun with {processes} processes failed (exit {proc.returncode}):\n{tail}")
+    return json.loads((out / "metrics.json").read_text())
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """A :class:`TrainConfig` from a JSON file of its fields (``dataclasses.asdict``)."""
+    path = Path(path)
+    try:
+        fields = json.loads(path.read_text())
+        return TrainConfig(**fields).validate()
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(f"{path}: not a training config ({' '.join(str(err).split())})") from None

@@ -260,13 +260,15 @@ def test_synthetic_reader(smoke_root):
 
 
 def test_unknown_dataset(tmp_path, smoke_root):
-    for name in ("cityscapes", "gta5", "voc_aug"):
-        with pytest.raises(ValueError) as e:
-            build_dataset(name, tmp_path)
-        _one_line(e, name, "synthetic", "voc")
+    # the real datasets name the directory they expected under an empty root
+    for name, split, missing in (("cityscapes", "val", "leftImg8bit"), ("gta5", "all", "images"),
+                                 ("voc_aug", "train_aug", "VOCdevkit")):
+        with pytest.raises(DatasetError) as e:
+            build_dataset(name, tmp_path, split=split)
+        _one_line(e, tmp_path, missing)
     with pytest.raises(ValueError) as e:
         build_dataset("imagenet", tmp_path)
-    _one_line(e, "unknown dataset", "imagenet")
+    _one_line(e, "unknown dataset", "imagenet", "cityscapes", "gta5")
     with pytest.raises(DatasetError) as e:
         build_dataset("synthetic", smoke_root, domain="night")
     _one_line(e, "night")

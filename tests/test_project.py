@@ -57,3 +57,20 @@ def test_benchmark_runs_and_compares(tmp_path):
     assert row["shape"] == [2, 4, 12, 12] and row["loss_rel_diff"] < 1e-4
     assert row["naive_ms"] > 0 and row["aafcore_ms"] > 0 and row["naive_peak_mib"] > 0
     assert row["provenance"]["torch"]
+
+
+def test_cuda_check_script_runs_its_checks_on_the_cpu(tmp_path):
+    """benchmarks/cuda_check.py (run on GPU machines) keeps working: here it compares the CPU
+    float32 path with float64 and runs every method's trainer steps and a smoke run."""
+    import json
+
+    out = tmp_path / "check.json"
+    env = {**__import__("os").environ, "AAF_DATA": str(tmp_path / "data")}
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "cuda_check.py"), "--device", "cpu",
+                          "--out", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["ok"] and {r["loss"] for r in report["losses"]} == {"affinity", "aaf"}
+    assert all(r["loss_rel_diff"] < 1e-4 and r["grad_logits_rel_diff"] < 1e-4 for r in report["losses"])
+    assert [r["method"] for r in report["trainer_steps"]] == ["baseline", "affinity", "aaf", "emb", "gan"]
+    assert all(r["parameters_changed"] for r in report["trainer_steps"])
