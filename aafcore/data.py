@@ -949,7 +949,7 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
             values = sorted(set(np.unique(label[bad]).tolist()))
             raise DatasetError(f"label {lbl_path} has values {values[:5]} outside [0, {self.num_classes}) "
                                f"and the ignore value {IGNORE_INDEX}")
-        if self.has_instances:
+        if self.has_instances and obj_path is not None:
             instance = self._read_index_map(obj_path)
             if instance.shape != label.shape:
                 raise DatasetError(f"id {ident!r}: instance map {obj_path} is {instance.shape[1]}x"

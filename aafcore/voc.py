@@ -25,7 +25,8 @@ Choices (written in the book's implementation notes):
   :class:`VOCAugDataset` warns when the two disagree.
 * An id with a VOC annotation (``SegmentationClass/<id>.png``) uses it (it has the 255 void
   bands that the evaluation ignores); the others use SBD's ``.mat`` annotation.  Instances follow
-  the same rule (``SegmentationObject`` / ``inst``).  Images come from ``JPEGImages`` (SBD's
+  the same rule (``SegmentationObject`` / ``inst``); an SBD id without ``inst/<id>.mat`` has
+  none (all zeros), since training reads only the class maps.  Images come from ``JPEGImages`` (SBD's
   ``img/`` holds the same pictures) and from SBD's ``img/`` when VOC lacks one.
 * Splits ``train`` / ``val`` / ``trainval`` are VOC's own lists (``ImageSets/Segmentation``).
 """
@@ -149,10 +150,12 @@ class VOCAugDataset(VOCLayoutDataset):
         inst = self.voc / "SegmentationObject" / f"{ident}.png"
         if not label.is_file() and self.sbd is not None:
             label, inst = self.sbd / "cls" / f"{ident}.mat", self.sbd / "inst" / f"{ident}.mat"
+            if not inst.is_file():   # SBD's class maps are what training needs; instances are optional
+                inst = None
         if not image.is_file() and self.sbd is not None:
             image = self.sbd / "img" / f"{ident}.jpg"
         for path, what in ((image, "image"), (label, "label"), (inst, "instance map")):
-            if not path.is_file():
+            if path is not None and not path.is_file():
                 raise DatasetError(f"{what} of id {ident!r} (split {self.split!r}) not found: {path}")
         return image, label, inst
 

@@ -134,6 +134,19 @@ def test_voc_aug_bad_trees_give_one_line_errors(data, tmp_path):
     assert build_dataset("voc_aug", broken, split="val").ids == list(VOC_VAL)   # val needs no SBD
 
 
+def test_sbd_ids_without_instance_files_have_no_instances(data, tmp_path):
+    import shutil
+
+    tree = tmp_path / "voc"
+    shutil.copytree(data["root"] / "voc", tree)
+    shutil.rmtree(tree / "benchmark_RELEASE" / "dataset" / "inst")
+    ds = build_dataset("voc_aug", tree, split="train_aug")
+    i = ds.ids.index("2008_000002")
+    np.testing.assert_array_equal(ds.load_raw(i)[1], data["voc_truth"]["2008_000002"]["sbd_label"])
+    assert not ds.load_raw(i)[2].any()
+    assert ds.load_raw(ds.ids.index("2007_000032"))[2].any()   # VOC's SegmentationObject still read
+
+
 def test_real_datasets_have_no_shifted_domain(data):
     with pytest.raises(DatasetError, match="no 'shifted' domain"):
         build_dataset("cityscapes", data["root"] / "cityscapes", split="val", domain="shifted")
@@ -246,6 +259,12 @@ def test_cityscapes_profile_end_to_end_and_table11_on_gta5(data, tmp_path):
         evaluate_run(tmp_path / "run", "part1", dataset="gta5", progress=False)
     with pytest.raises(ValueError, match="cannot be evaluated there"):
         evaluate_run(tmp_path / "run", "val", dataset="voc", data_root=data["root"] / "voc", progress=False)
+
+
+def test_plain_voc_trains_too(data, tmp_path):
+    cfg = _tiny("voc", data, dataset="voc", train_split="train", finetune_split="train")
+    result = train(cfg, tmp_path / "run", data_root=data["root"] / "voc", progress=False)
+    assert result["evaluation"]["images"] == len(VOC_VAL) and len(result["metrics"]["iou"]) == 21
 
 
 def test_gta5_trains_too(data, tmp_path):
