@@ -120,9 +120,6 @@ class TrainConfig:
             raise ValueError(f"lr and finetune_lr must be > 0, got {self.lr} and {self.finetune_lr}")
         if self.finetune_steps < 0:
             raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
-        if self.profile in PRETRAINED_PROFILES and self.pretrained is None:
-            raise ValueError(f"profile {self.profile!r} trains from ImageNet weights: pass --backbone-weights PATH "
-                             f"(a torchvision {self.backbone} state dict such as {TORCHVISION_WEIGHTS.get(self.backbone, '')})")
         if not self.kernel_sizes or any(k < 3 or k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError(f"kernel sizes must be odd integers >= 3, got {list(self.kernel_sizes)}")
         self.scale_range = tuple(float(s) for s in self.scale_range)
@@ -158,6 +155,13 @@ TORCHVISION_WEIGHTS = {"resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet
 # fields added after runs were committed: left out of the hash while at their defaults, so that
 # the hash of an older configuration does not change
 _HASH_OMIT_IF_DEFAULT = ("finetune_steps", "finetune_lr", "finetune_split", "eval_crop_size", "eval_stride")
+
+
+def check_weights(cfg: TrainConfig) -> None:
+    """The real-data profiles start from ImageNet weights: a ``ValueError`` when none are given."""
+    if cfg.profile in PRETRAINED_PROFILES and cfg.pretrained is None:
+        raise ValueError(f"profile {cfg.profile!r} trains from ImageNet weights: pass --backbone-weights PATH "
+                         f"(a torchvision {cfg.backbone} state dict such as {TORCHVISION_WEIGHTS.get(cfg.backbone, '')})")
 
 
 def profile_config(profile: str, **overrides) -> TrainConfig:
@@ -608,6 +612,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
     from aafcore.cli import environment
 
     cfg.validate()
+    check_weights(cfg)
     rank, world, local_rank = _dist_info()
     distributed = world > 1
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
@@ -774,6 +779,7 @@ def train_distributed(cfg: TrainConfig, out_dir: str | os.PathLike | None = None
     import subprocess
 
     cfg.validate()
+    check_weights(cfg)
     if processes < 1 or cfg.batch_size % processes:
         raise ValueError(f"batch_size {cfg.batch_size} must be divisible by processes={processes}")
     out = Path(out_dir) if out_dir is not None else run_dir(cfg)

@@ -317,3 +317,31 @@ def test_a_complete_tree_that_disagrees_with_the_shipped_train_aug_warns():
         VOCAugDataset._warn_if_not_shipped(shipped[:5])       # a partial tree (a fixture): silent
     with pytest.warns(UserWarning, match="differs from the shipped 10582-id list"):
         VOCAugDataset._warn_if_not_shipped(shipped[:-1] + ["2099_000001"])
+
+
+def test_the_notebooks_run_the_cityscapes_protocol_on_two_processes_and_table11(data, tmp_path):
+    """What the book tells a user with data and GPUs to run: ``papermill notebooks/train.ipynb ...
+    -p profile cityscapes -p data_root ... -p backbone_weights ... -p gpus 2`` (torchrun; gloo here),
+    then ``notebooks/evaluate.ipynb -p dataset gta5 -p split part1`` (fixture scale via overrides)."""
+    import papermill
+
+    small = {"backbone": "resnet18", "steps": 2, "batch_size": 2, "crop_size": 40, "eval_crop_size": 40,
+             "eval_stride": 24, "checkpoint_every": 2, "log_every": 1, "num_workers": 0}
+    results = tmp_path / "results"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "train.ipynb"), str(tmp_path / "train.ipynb"), kernel_name="python3",
+        cwd=str(ROOT), progress_bar=False,
+        parameters={"profile": "cityscapes", "method": "aaf", "data_root": str(data["root"] / "cityscapes"),
+                    "backbone_weights": str(data["weights"]), "gpus": 2, "results_root": str(results),
+                    "overrides": small})
+    run = results / "cityscapes" / "cityscapes" / "pspnet-aaf-s0"
+    trained = json.loads((run / "metrics.json").read_text())
+    assert trained["provenance"]["processes"] == 2 and trained["config"]["crop_size"] == 40
+    assert trained["config"]["eval_stride"] == 24 and trained["config"]["steps"] == 2
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "evaluate.ipynb"), str(tmp_path / "evaluate.ipynb"), kernel_name="python3",
+        cwd=str(ROOT), progress_bar=False,
+        parameters={"run_dir": str(run), "dataset": "gta5", "split": "part1", "multiscale": True,
+                    "data_root": str(data["root"] / "gta5")})
+    ev = json.loads((run / "eval" / "gta5-part1-source-ms-w40" / "metrics.json").read_text())
+    assert ev["evaluation"]["dataset"] == "gta5" and ev["evaluation"]["mode"] == "multi-scale+flip"
