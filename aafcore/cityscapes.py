@@ -71,7 +71,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aafcore.data import IGNORE_INDEX, DatasetError, VOCLayoutDataset
+from aafcore.data import IGNORE_INDEX, DatasetError, VOCLayoutDataset, _one_line
 
 __all__ = [
     "CityscapesLabel",
@@ -192,10 +192,6 @@ def map_label_ids(ids: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- file reading
 
 
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
 def _open_png(path: Path, modes: tuple[str, ...], what: str) -> Image.Image:
     """The decoded PIL image at ``path``; a mode outside ``modes`` is a :class:`DatasetError`."""
     try:
@@ -225,7 +221,10 @@ def _read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 class _LabelledImages(torch.utils.data.Dataset):
-    """Shared protocol of the readers: ids, caching, items (see the module docstring)."""
+    """Shared protocol of the readers: ids, caching, items (see the module docstring).
+
+    A reader sets ``ids`` and defines ``_load(index)``, which decodes one item's arrays.
+    """
 
     num_classes = NUM_TRAIN_IDS
     ignore_index = IGNORE_INDEX
@@ -248,9 +247,6 @@ class _LabelledImages(torch.utils.data.Dataset):
     __len__ = VOCLayoutDataset.__len__
     __repr__ = VOCLayoutDataset.__repr__
     __getitem__ = VOCLayoutDataset.__getitem__
-
-    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        raise NotImplementedError
 
     def load_raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(image uint8 [H, W, 3], label uint8 [H, W] train ids, instance int64 [H, W])``."""

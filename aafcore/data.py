@@ -863,7 +863,7 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
 
     ``root/JPEGImages/<id>.jpg``, ``root/SegmentationClass/<id>.png`` (palette PNG, value = class,
     255 = void), optional ``root/SegmentationObject/<id>.png`` (value = instance, 0 none, 255 void
-    -> 0), and the ids in ``root/ImageSets/Segmentation/<split_file>.txt``.
+    -> 0), and the ids in ``root/ImageSets/Segmentation/<split_file>.txt`` (or given as ``ids``).
 
     ``ds[i]`` -> dict ``image`` float32 [3, H, W] (normalised), ``label`` int64 [H, W],
     ``instance`` int64 [H, W] (zeros without SegmentationObject), ``id`` str; then ``transform``.
@@ -874,7 +874,7 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | os.PathLike, split_file: str, class_names: Sequence[str],
                  transform: Callable | None = None, cache: bool = True, meta: dict | None = None,
-                 palette: np.ndarray | None = None):
+                 palette: np.ndarray | None = None, ids: Sequence[str] | None = None):
         self.root = Path(root)
         self.split = split_file
         self.class_names = list(class_names)
@@ -885,17 +885,21 @@ class VOCLayoutDataset(torch.utils.data.Dataset):
         self.palette = voc_colormap() if palette is None else palette
         if not self.root.is_dir():
             raise DatasetError(f"dataset directory not found: {self.root}")
-        list_file = self.root / "ImageSets" / "Segmentation" / f"{split_file}.txt"
-        if not list_file.is_file():
-            raise DatasetError(f"split file not found: {list_file}")
-        self.ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+        source = f"split {split_file!r}"
+        if ids is None:
+            list_file = self.root / "ImageSets" / "Segmentation" / f"{split_file}.txt"
+            if not list_file.is_file():
+                raise DatasetError(f"split file not found: {list_file}")
+            ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+            source = str(list_file)
+        self.ids = list(ids)
         if not self.ids:
-            raise DatasetError(f"split file {list_file} lists no images")
+            raise DatasetError(f"{source} lists no images")
         self.has_instances = (self.root / "SegmentationObject").is_dir()
         for ident in self.ids:
             for path in self._paths(ident)[: 3 if self.has_instances else 2]:
-                if not path.is_file():
-                    raise DatasetError(f"file of id {ident!r} in {list_file} not found: {path}")
+                if path is not None and not path.is_file():
+                    raise DatasetError(f"file of id {ident!r} in {source} not found: {path}")
         self._cache: dict[int, tuple] = {}
 
     def _paths(self, ident: str) -> tuple[Path, Path, Path]:

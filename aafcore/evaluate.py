@@ -337,11 +337,10 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
         recorded = trained.get("provenance", {}).get("data_root")
         data_root = recorded if recorded and Path(recorded).is_dir() else None
     root = prepare_data(dataclasses.replace(cfg, dataset=other or cfg.dataset), data_root, progress=progress)
-    name = dataset
     dataset = build_dataset(other or cfg.dataset, root, split=split, domain=domain)
     trained_classes = trained.get("class_names")
     if other is not None and trained_classes and list(dataset.class_names) != list(trained_classes):
-        raise ValueError(f"dataset {name!r} has classes {list(dataset.class_names)[:3]}... but {run} was trained on "
+        raise ValueError(f"dataset {other!r} has classes {list(dataset.class_names)[:3]}... but {run} was trained on "
                          f"{list(trained_classes)[:3]}...: it cannot be evaluated there")
     meta = {k: v for k, v in (getattr(dataset, "meta", None) or {}).items() if k in ("spec", "generator")}
     recorded_meta = trained.get("provenance", {}).get("data")

@@ -126,15 +126,8 @@ class VOCAugDataset(VOCLayoutDataset):
             self._warn_if_not_shipped(ids)
         else:
             ids = read_split_list(self.voc / "ImageSets" / "Segmentation" / f"{split}.txt")
-        # the base class reads ImageSets/Segmentation/<split>.txt; hand it the resolved ids instead
-        self.root, self.split, self.transform, self.cache, self.meta = self.voc, split, transform, cache, None
         self._sources = {ident: self._find(ident) for ident in ids}
-        self.class_names = list(VOC_CLASSES)
-        self.num_classes = len(VOC_CLASSES)
-        self.palette = voc_colormap()
-        self.ids = ids
-        self.has_instances = True
-        self._cache: dict[int, tuple] = {}
+        super().__init__(self.voc, split, VOC_CLASSES, transform, cache, ids=ids)  # checks the files exist
 
     @staticmethod
     def _warn_if_not_shipped(ids: list[str]) -> None:
@@ -143,8 +136,9 @@ class VOCAugDataset(VOCLayoutDataset):
             warnings.warn(f"train_aug derived from SBD + VOC has {len(ids)} ids and differs from the shipped "
                           f"{len(shipped)}-id list {SPLITS_DIR / 'voc_train_aug.txt'}", stacklevel=3)
 
-    def _find(self, ident: str) -> tuple[Path, Path, Path]:
-        """``(image, label, instance)`` paths of ``ident``: VOC's files first, then SBD's."""
+    def _find(self, ident: str) -> tuple[Path, Path, Path | None]:
+        """``(image, label, instance)`` paths of ``ident``: VOC's files first, then SBD's (None: no
+        instance map)."""
         image = self.voc / "JPEGImages" / f"{ident}.jpg"
         label = self.voc / "SegmentationClass" / f"{ident}.png"
         inst = self.voc / "SegmentationObject" / f"{ident}.png"
@@ -154,9 +148,6 @@ class VOCAugDataset(VOCLayoutDataset):
                 inst = None
         if not image.is_file() and self.sbd is not None:
             image = self.sbd / "img" / f"{ident}.jpg"
-        for path, what in ((image, "image"), (label, "label"), (inst, "instance map")):
-            if path is not None and not path.is_file():
-                raise DatasetError(f"{what} of id {ident!r} (split {self.split!r}) not found: {path}")
         return image, label, inst
 
     def _paths(self, ident: str) -> tuple[Path, Path, Path]:
