@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test install benchmark reproduce clean
+.PHONY: test test-fast install benchmark reproduce clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ test: $(STAMP)
 	if [ $$rc -eq 5 ] && [ -n "$(ALLOW_NO_TESTS)" ]; then echo "pytest: no tests collected"; rc=0; fi; \
 	[ $$rc -eq 0 ] || exit $$rc; \
 	$(PY) -m pytest --nbval --nbval-current-env -p no:cacheprovider -q $$($(PY) -m aafcore.reproduce --nbval-list)
+
+# the fast suite alone: no subprocesses, papermill, torchrun, whole runs or nbval (tests marked slow)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/aaf_loss.py --out results/benchmarks/aaf_loss_cpu.json

@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
 from aafcore import __version__
+from aafcore.config import BACKBONES, BASES, METHODS, PROFILES, load_config, profile_config, run_dir
+from aafcore.crf import CRFParams
+from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
+from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
+from aafcore.reproduce import reproduce
+from aafcore.runs import environment
+from aafcore.train import train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,30 +36,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"aaf: error: {message}\n")
 
 
-def cpu_name() -> str:
-    """The processor's model name (``/proc/cpuinfo``), or ``platform.processor()``."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def environment() -> dict:
-    """Versions and devices of this machine: the provenance fields of a result."""
-    import torch
-    import torchvision
-
-    info = {"aafcore": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "cpu_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.is_available()}
-    if info["cuda"]:
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return info
-
-
 def _info(_args) -> int:
     for key, value in environment().items():
         print(f"{key}: {value}")
@@ -61,8 +43,6 @@ def _info(_args) -> int:
 
 
 def _data(args) -> int:
-    from aafcore.data import SYNTHETIC_PROFILES, generate_synthetic
-
     if args.profile not in SYNTHETIC_PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose from {', '.join(SYNTHETIC_PROFILES)}")
     out = args.out or f"data/synthetic-{args.profile}"
@@ -80,8 +60,6 @@ def _kernel_sizes(text: str) -> tuple[int, ...]:
 
 
 def _train(args) -> int:
-    from aafcore.train import load_config, profile_config, run_dir, train
-
     if args.config is not None:  # the exact config of train_distributed / torchrun_command
         cfg = load_config(args.config)
     else:
@@ -111,10 +89,6 @@ def _fmt(value) -> str:
 
 
 def _evaluate(args) -> int:
-    from aafcore.crf import CRFParams
-    from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
-    from aafcore.train import profile_config, run_dir
-
     run = args.run
     if run is None:
         cfg = profile_config(args.profile, base=args.base, method=args.method, seed=args.seed,
@@ -139,9 +113,6 @@ def _evaluate(args) -> int:
 
 
 def _reproduce(args) -> int:
-    from aafcore.reproduce import reproduce
-    from aafcore.train import PROFILES
-
     if args.profile not in PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose from {', '.join(PROFILES)}")
     if PROFILES[args.profile].dataset != "synthetic":
@@ -168,9 +139,6 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--no-progress", action="store_true", help="no progress bar")
     data.set_defaults(func=_data)
 
-    from aafcore.data import DATASETS
-    from aafcore.train import BASES, METHODS
-
     tr = sub.add_parser("train", help="train one method and evaluate it on the val split")
     tr.add_argument("--profile", default="cpu",
                     help="smoke, cpu, gpu (synthetic) or voc, cityscapes (real data, paper settings); default cpu")
@@ -183,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     tr.add_argument("--force", action="store_true", help="retrain even if a finished run matches")
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    tr.add_argument("--backbone", choices=["narrow", "resnet18", "resnet50", "resnet101"],
+    tr.add_argument("--backbone", choices=BACKBONES,
                     help="override the profile's backbone")
     tr.add_argument("--backbone-weights", help="local torchvision ResNet weights file (ImageNet init)")
     tr.add_argument("--steps", type=int, help="override the profile's number of steps (first stage)")

@@ -33,7 +33,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 from scipy.spatial import cKDTree
 
-__all__ = ["SegmentationMetrics", "confusion_matrix", "boundary_mask", "match_count", "instance_counts"]
+__all__ = ["SegmentationMetrics", "confusion_matrix", "boundary_mask", "match_count", "instance_counts",
+           "group_means"]
 
 # Distances between pixel centres are square roots of integers; this slack makes "distance ==
 # radius" count as within the radius whatever the rounding of the radius itself.
@@ -247,3 +248,24 @@ class SegmentationMetrics:
             "mean_boundary_recall": _nanmean(recall),
             "mean_boundary_f": _nanmean(f),
         }
+
+
+# per-class list of compute() -> the name of its mean
+_GROUP_MEANS = {"iou": "miou", "instance_iou": "instance_miou", "boundary_precision": "mean_boundary_precision",
+                "boundary_recall": "mean_boundary_recall", "boundary_f": "mean_boundary_f"}
+
+
+def group_means(result: dict, groups: dict[str, list[int]]) -> dict:
+    """Adds per-group means to a :meth:`SegmentationMetrics.compute` dict, in place, and returns it.
+
+    ``groups`` maps a group name to class indices (e.g. ``{"large": [0, 1, 2, 3], "thin": [4, 5,
+    6, 7]}``).  For each group g and per-class list (``iou``, ``instance_iou``,
+    ``boundary_{precision,recall,f}``) present in ``result`` it adds the mean over the group's
+    classes whose value is not ``nan``: ``miou_<g>``, ``instance_miou_<g>``,
+    ``mean_boundary_{precision,recall,f}_<g>`` (``nan`` when every value is).
+    """
+    for group, classes in groups.items():
+        for key, mean_key in _GROUP_MEANS.items():
+            if key in result:
+                result[f"{mean_key}_{group}"] = _nanmean(np.asarray(result[key], dtype=np.float64)[classes])
+    return result

@@ -30,25 +30,61 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RUNS", "EVALUATIONS", "REPORTS", "Job", "plan", "reproduce", "book_notebooks"]
+from aafcore.config import config_hash, data_identity, prepare_data, profile_config, run_dir, run_name
+from aafcore.crf import CRFParams
+from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, synthetic_meta
+from aafcore.evaluate import evaluation_hash, evaluation_tag
+from aafcore.inference import InferenceConfig
+
+__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "Job", "plan", "reproduce", "book_notebooks"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
-# (base, method, seeds, kernel sizes or None): Tables 2-3 (both bases), the 3-seed PSPNet
-# comparison of the claims ledger, and Table 10's kernel-size sets.
-RUNS: tuple[tuple[str, str, tuple[int, ...], tuple[int, ...] | None], ...] = (
-    ("fcn", "baseline", (0,), None), ("fcn", "affinity", (0,), None), ("fcn", "aaf", (0,), None),
-    ("pspnet", "baseline", (0, 1, 2), None), ("pspnet", "affinity", (0, 1, 2), None),
-    ("pspnet", "aaf", (0, 1, 2), None), ("pspnet", "gan", (0,), None), ("pspnet", "emb", (0,), None),
-    ("pspnet", "aaf", (0,), (3,)), ("pspnet", "aaf", (0,), (3, 5)),
+
+
+@dataclass(frozen=True)
+class RunSet:
+    """Training runs of one (base, method): one per seed; ``kernel_sizes`` None = the profile's."""
+
+    base: str
+    method: str
+    seeds: tuple[int, ...] = (0,)
+    kernel_sizes: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationSet:
+    """One evaluation of every seed of the (default kernel size) runs of ``base`` x ``methods``."""
+
+    base: str
+    methods: tuple[str, ...]
+    split: str
+    domain: str
+    multiscale: bool = False
+    crf: bool = False
+
+    @property
+    def inference(self) -> InferenceConfig:
+        scales = InferenceConfig.paper() if self.multiscale else InferenceConfig()
+        return InferenceConfig(scales.scales, scales.flip, crf=CRFParams() if self.crf else None)
+
+
+SEEDS3 = (0, 1, 2)
+# Tables 2-3 (both bases), the 3-seed PSPNet comparison of the claims ledger, and Table 10's
+# kernel-size sets.
+RUNS: tuple[RunSet, ...] = (
+    RunSet("fcn", "baseline"), RunSet("fcn", "affinity"), RunSet("fcn", "aaf"),
+    RunSet("pspnet", "baseline", SEEDS3), RunSet("pspnet", "affinity", SEEDS3), RunSet("pspnet", "aaf", SEEDS3),
+    RunSet("pspnet", "gan"), RunSet("pspnet", "emb"),
+    RunSet("pspnet", "aaf", kernel_sizes=(3,)), RunSet("pspnet", "aaf", kernel_sizes=(3, 5)),
 )
-# (base, methods, split, domain, multiscale, crf): Tables 4-5 (test, multi-scale + flip),
-# Table 11 (the shifted domain) and the CRF row of Tables 1 and 3.
-EVALUATIONS = (
-    ("pspnet", ("baseline", "affinity", "aaf", "gan", "emb"), "test", "source", True, False),
-    ("pspnet", ("baseline", "affinity", "aaf", "gan", "emb"), "val", "shifted", False, False),
-    ("pspnet", ("baseline",), "val", "source", False, True),
+# Tables 4-5 (test, multi-scale + flip), Table 11 (the shifted domain) and the CRF row of Tables 1 and 3.
+_FIVE = ("baseline", "affinity", "aaf", "gan", "emb")
+EVALUATIONS: tuple[EvaluationSet, ...] = (
+    EvaluationSet("pspnet", _FIVE, "test", "source", multiscale=True),
+    EvaluationSet("pspnet", _FIVE, "val", "shifted"),
+    EvaluationSet("pspnet", ("baseline",), "val", "source", crf=True),
 )
 # the book's results notebooks, in the order they run (each reads results/ only)
 REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
@@ -89,56 +125,72 @@ class Job:
         return json.loads(self.result.read_text()).get(key) == expected
 
 
-def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results",
-         data_root: str | Path | None = None, only: str | None = None) -> list[Job]:
-    """Every job of a reproduction, in execution order (``only``: runs whose name contains it)."""
-    from aafcore.data import build_dataset
-    from aafcore.evaluate import InferenceConfig, evaluation_hash, evaluation_tag
-    from aafcore.crf import CRFParams
-    from aafcore.train import config_hash, prepare_data, profile_config, run_dir, run_name
+def _data_identity(cfg, data_root) -> dict:
+    """The dataset identity in the config hashes (:func:`aafcore.config.data_identity`); the built-in
+    benchmark's follows from its spec, so planning never has to generate it."""
+    if data_root is None and cfg.dataset == "synthetic":
+        return data_identity(synthetic_meta(SYNTHETIC_PROFILES[cfg.profile]))
+    root = prepare_data(cfg, data_root, progress=False)
+    return data_identity(getattr(build_dataset(cfg.dataset, root, split=cfg.val_split), "meta", None))
 
-    results_root = Path(results_root)
+
+def _train_jobs(profile: str, dataset: str, results_root: Path, data_root,
+                only: str | None) -> tuple[list[Job], dict[str, str]]:
+    """One training notebook per run of :data:`RUNS` whose name contains ``only``, and the runs'
+    config hashes by run name."""
     jobs: list[Job] = []
-    run_hashes: dict[str, str] = {}
-    meta = None
-    for base, method, seeds, kernel_sizes in RUNS:
-        for seed in seeds:
-            cfg = profile_config(profile, dataset=dataset, base=base, method=method, seed=seed,
-                                 kernel_sizes=kernel_sizes)
+    hashes: dict[str, str] = {}
+    identity = None
+    for runs in RUNS:
+        for seed in runs.seeds:
+            cfg = profile_config(profile, dataset=dataset, base=runs.base, method=runs.method, seed=seed,
+                                 kernel_sizes=runs.kernel_sizes)
             name = run_name(cfg)
             if only and only not in name:
                 continue
-            if meta is None:
-                root = prepare_data(cfg, data_root, progress=False)
-                full = getattr(build_dataset(cfg.dataset, root, split=cfg.val_split), "meta", None) or {}
-                meta = {k: full[k] for k in ("spec", "generator") if k in full}
+            if identity is None:   # the dataset's spec enters every config hash
+                identity = _data_identity(cfg, data_root)
             out = run_dir(cfg, results_root)
-            run_hashes[name] = config_hash(cfg, meta)
-            params = {"profile": profile, "dataset": dataset, "base": base, "method": method, "seed": seed,
+            hashes[name] = config_hash(cfg, identity)
+            params = {"profile": profile, "dataset": dataset, "base": runs.base, "method": runs.method, "seed": seed,
                       "kernel_sizes": ",".join(str(k) for k in cfg.kernel_sizes),
                       "results_root": str(results_root), "data_root": None if data_root is None else str(data_root)}
             jobs.append(Job("train", f"train {name}", NOTEBOOKS / "train.ipynb", out / "train.ipynb", params,
-                            out / "metrics.json", ("config_hash", run_hashes[name])))
-    for base, methods, split, domain, multiscale, crf in EVALUATIONS:
-        for method in methods:
-            for seed in next(s for b, m, s, k in RUNS if (b, m, k) == (base, method, None)):
-                cfg = profile_config(profile, dataset=dataset, base=base, method=method, seed=seed)
+                            out / "metrics.json", ("config_hash", hashes[name])))
+    return jobs, hashes
+
+
+def _evaluation_jobs(profile: str, dataset: str, results_root: Path, data_root, trained: dict[str, str]) -> list[Job]:
+    """One evaluation notebook per evaluation of :data:`EVALUATIONS` of a planned run (``trained``:
+    run name -> its config hash)."""
+    jobs: list[Job] = []
+    for ev in EVALUATIONS:
+        for method in ev.methods:
+            seeds = next(r.seeds for r in RUNS if (r.base, r.method, r.kernel_sizes) == (ev.base, method, None))
+            for seed in seeds:
+                cfg = profile_config(profile, dataset=dataset, base=ev.base, method=method, seed=seed)
                 name = run_name(cfg)
-                if name not in run_hashes:
+                if name not in trained:
                     continue
-                inference = (InferenceConfig.paper() if multiscale else InferenceConfig())
-                if crf:
-                    inference = InferenceConfig(inference.scales, inference.flip, crf=CRFParams())
-                tag = evaluation_tag(split, domain, inference)
+                tag = evaluation_tag(ev.split, ev.domain, ev.inference)
                 out = run_dir(cfg, results_root) / "eval" / tag
-                params = {"run_dir": str(run_dir(cfg, results_root)), "split": split, "domain": domain,
-                          "multiscale": multiscale, "crf": crf,
+                params = {"run_dir": str(run_dir(cfg, results_root)), "split": ev.split, "domain": ev.domain,
+                          "multiscale": ev.multiscale, "crf": ev.crf,
                           "data_root": None if data_root is None else str(data_root)}
+                expected = evaluation_hash(trained[name], ev.split, ev.domain, ev.inference)
                 jobs.append(Job("evaluate", f"evaluate {name} {tag}", NOTEBOOKS / "evaluate.ipynb",
-                                out / "evaluate.ipynb", params, out / "metrics.json",
-                                ("evaluation_hash", evaluation_hash(run_hashes[name], split, domain, inference))))
-    report_dir = ROOT / "book" if profile == "cpu" and Path(results_root).resolve() == (ROOT / "results").resolve() \
-        else results_root / profile / dataset / "reports"
+                                out / "evaluate.ipynb", params, out / "metrics.json", ("evaluation_hash", expected)))
+    return jobs
+
+
+def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results",
+         data_root: str | Path | None = None, only: str | None = None) -> list[Job]:
+    """Every job of a reproduction, in execution order (``only``: runs whose name contains it)."""
+    results_root = Path(results_root)
+    jobs, trained = _train_jobs(profile, dataset, results_root, data_root, only)
+    jobs += _evaluation_jobs(profile, dataset, results_root, data_root, trained)
+    in_book = profile == "cpu" and results_root.resolve() == (ROOT / "results").resolve()
+    report_dir = ROOT / "book" if in_book else results_root / profile / dataset / "reports"
     for report in REPORTS:
         params = {"profile": profile, "dataset": dataset, "results_root": str(results_root)}
         if report in ("tutorial", "performance"):   # they read no run results

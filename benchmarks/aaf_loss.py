@@ -96,7 +96,7 @@ def _sync(device):
 
 
 def edge_fraction(labels):
-    from aafcore.losses import _pair_tables
+    from aafcore.pairs import pair_tables as _pair_tables
     _, y_j, valid = _pair_tables(labels, labels != 255, tuple((k - 1) // 2 for k in SIZES))
     return float((valid & (labels[:, None] != y_j)).sum() / valid.sum().clamp_min(1))
 

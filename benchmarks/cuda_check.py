@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from aafcore import losses  # noqa: E402
-from aafcore.cli import cpu_name, environment  # noqa: E402
-from aafcore.train import METHODS, Trainer, git_commit, profile_config, train  # noqa: E402
+from aafcore.runs import cpu_name, environment, git_commit  # noqa: E402
+from aafcore.config import METHODS, profile_config  # noqa: E402
+from aafcore.train import Trainer, train  # noqa: E402
 
 from aaf_loss import scene_labels  # noqa: E402
 

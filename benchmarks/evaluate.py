@@ -28,13 +28,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aafcore.cli import cpu_name, environment  # noqa: E402
+from aafcore.runs import cpu_name, environment, git_commit  # noqa: E402
 from aafcore.crf import CRFParams, dense_crf  # noqa: E402
-from aafcore.data import build_dataset  # noqa: E402
-from aafcore.evaluate import InferenceConfig, evaluate_model, predict_probs  # noqa: E402
+from aafcore.datasets import build_dataset  # noqa: E402
+from aafcore.inference import InferenceConfig, evaluate_model, predict_probs  # noqa: E402
 from aafcore.metrics import SegmentationMetrics  # noqa: E402
 from aafcore.models import build_model  # noqa: E402
-from aafcore.train import git_commit, prepare_data, profile_config, run_dir  # noqa: E402
+from aafcore.config import prepare_data, profile_config, run_dir  # noqa: E402
 
 
 def main(argv=None) -> int:

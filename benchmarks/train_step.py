@@ -23,9 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aafcore.cli import cpu_name, environment  # noqa: E402
-from aafcore.data import TrainAugment, build_dataset  # noqa: E402
-from aafcore.train import METHODS, Trainer, _step_samples, git_commit, prepare_data, profile_config  # noqa: E402
+from aafcore.runs import cpu_name, environment, git_commit  # noqa: E402
+from aafcore.datasets import TrainAugment, build_dataset  # noqa: E402
+from aafcore.config import METHODS, prepare_data, profile_config  # noqa: E402
+from aafcore.train import Trainer, _step_samples  # noqa: E402
 
 
 def main(argv=None) -> int:

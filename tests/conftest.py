@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aafcore.data import SYNTHETIC_PROFILES, generate_synthetic
+from aafcore.datasets import SYNTHETIC_PROFILES, generate_synthetic
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ def test_book_notebooks_have_no_errors_or_warnings(path):
             assert "Traceback" not in text and "Warning" not in text, f"cell {i}: {text[:300]}"
 
 
+@pytest.mark.slow
 def test_jupyter_book_builds_without_warnings(tmp_path):
     exe = Path(sys.executable).with_name("jupyter-book")
     r = subprocess.run([str(exe), "build", str(ROOT), "--path-output", str(tmp_path), "--warningiserror",

@@ -1,4 +1,4 @@
-"""aafcore.cityscapes: the label table (against cityscapesScripts), the Cityscapes and GTA5 readers
+"""aafcore.datasets.cityscapes: the label table (against cityscapesScripts), the Cityscapes and GTA5 readers
 on fixture trees in the real on-disk formats, and their errors."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import torch
 from cityscapesscripts.helpers import labels as cs_labels
 from PIL import Image
 
-from aafcore.cityscapes import (
+from aafcore.datasets import DatasetError, denormalize, normalize
+from aafcore.datasets.cityscapes import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_LABELS,
     CityscapesDataset,
@@ -20,10 +21,8 @@ from aafcore.cityscapes import (
     cityscapes_palette,
     id_to_train_id_lut,
     map_label_ids,
-    write_cityscapes_fixture,
-    write_gta5_fixture,
 )
-from aafcore.data import DatasetError, denormalize, normalize
+from aafcore.testing import write_cityscapes_fixture, write_gta5_fixture
 
 
 def _expect_error(fn, *needles):

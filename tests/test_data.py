@@ -1,4 +1,4 @@
-"""aafcore.data: the synthetic benchmark generator, the VOC-layout reader and TrainAugment."""
+"""aafcore.datasets: the synthetic benchmark generator, the VOC-layout reader and TrainAugment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aafcore.data import (
+from aafcore.datasets import (
     MEAN,
     STD,
     SYNTHETIC_CLASSES,

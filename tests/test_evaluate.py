@@ -15,12 +15,14 @@ from PIL import Image
 from torch import nn
 
 from aafcore.crf import CRFParams, dense_crf
-from aafcore.data import build_dataset
-from aafcore.evaluate import (PAPER_SCALES, InferenceConfig, _window_starts, evaluate_model, evaluate_run,
-                              predict_logits, predict_probs)
+from aafcore.datasets import build_dataset
+from aafcore.evaluate import evaluate_run
+from aafcore.inference import (PAPER_SCALES, InferenceConfig, _window_starts, evaluate_model, predict_logits,
+                               predict_probs)
 from aafcore.metrics import SegmentationMetrics
 from aafcore.models import build_model
-from aafcore.train import profile_config, train
+from aafcore.config import profile_config
+from aafcore.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -232,6 +234,7 @@ def _aaf(*args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_aaf_evaluate_multiscale_crf_on_the_shifted_test_split(smoke_data, tmp_path):
     run = _run(smoke_data, tmp_path)
     r = _aaf("evaluate", str(run), "--split", "test", "--domain", "shifted", "--multiscale", "--crf",

@@ -7,6 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,7 @@ def _aaf():
     return str(exe) if exe.exists() else shutil.which("aaf")
 
 
+@pytest.mark.slow
 def test_console_script():
     exe = _aaf()
     assert exe, "the aaf console script is not installed"
@@ -46,6 +48,7 @@ def test_console_script():
     assert bad.stderr.count("\n") == 1 and "frobnicate" in bad.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_runs_and_compares(tmp_path):
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "aaf_loss.py"), "--device", "cpu",
@@ -59,6 +62,7 @@ def test_benchmark_runs_and_compares(tmp_path):
     assert row["provenance"]["torch"]
 
 
+@pytest.mark.slow
 def test_cuda_check_script_runs_its_checks_on_the_cpu(tmp_path):
     """benchmarks/cuda_check.py (run on GPU machines) keeps working: here it compares the CPU
     float32 path with float64 and runs every method's trainer steps and a smoke run."""

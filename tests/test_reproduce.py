@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_plan_covers_every_table(smoke_data, tmp_path):
     jobs = plan("smoke", results_root=tmp_path, data_root=smoke_data)
     kinds = [j.kind for j in jobs]
-    n_runs = sum(len(seeds) for _, _, seeds, _ in RUNS)
+    n_runs = sum(len(r.seeds) for r in RUNS)
     assert n_runs == 16 and kinds.count("train") == n_runs
     assert kinds == sorted(kinds, key=["train", "evaluate", "report"].index)   # runs, evaluations, reports
     names = {j.name for j in jobs}
@@ -40,12 +40,23 @@ def test_plan_covers_every_table(smoke_data, tmp_path):
                                                             "evaluate pspnet-gan-s0 val-shifted"]
 
 
+def test_every_committed_run_and_evaluation_is_finished_under_the_current_code(monkeypatch):
+    """`make reproduce` on a fresh clone skips every training and evaluation: each committed result
+    records the config / evaluation hash the current code computes, and each executed notebook
+    copy comes from the current template with the planned parameters."""
+    monkeypatch.chdir(ROOT)   # `make reproduce` plans with results_root "results", relative to the root
+    jobs = [j for j in plan("cpu") if j.kind != "report"]
+    assert len(jobs) == 41
+    assert [j.name for j in jobs if not j.finished()] == []
+
+
 def _reproduce(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "aafcore.cli", "reproduce", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_reproduce_runs_skips_and_reports_a_failing_cell(smoke_data, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(smoke_data, data)
@@ -98,6 +109,7 @@ def test_nbval_covers_the_training_notebook_and_the_book():
     assert 'profile = "smoke"' in params.source
 
 
+@pytest.mark.slow
 def test_reproduce_rejects_bad_input_in_one_line(tmp_path):
     for args, needle in ((["--profile", "huge"], "huge"), (["--data-root", str(tmp_path / "nope")], "nope")):
         r = _reproduce(*args, "--results", str(tmp_path / "r"), "--no-book")

@@ -18,8 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from aafcore.data import SYNTHETIC_PROFILES, build_dataset, generate_synthetic
-from aafcore.train import METHODS, Trainer, _step_samples, config_hash, profile_config, train
+from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, generate_synthetic
+from aafcore.losses import downsample_labels
+from aafcore.config import METHODS, config_hash, profile_config
+from aafcore.train import Trainer, _step_samples, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,10 +69,10 @@ def test_each_method_lowers_its_loss_on_a_fixed_batch(smoke_data, method, base):
     last = np.mean([r["loss"] for r in records[-3:]])
     assert last < 0.8 * first, (method, [round(r["loss"], 3) for r in records])
     if method == "aaf":
-        w = trainer.aaf_weights()
+        w = trainer.objective.weights()
         assert np.allclose(np.sum(w["edge_weights"], 1), 1.0)
         # the weight logits were pushed away from their zero initialisation (gradient ascent)
-        assert trainer.aux.edge_logits.abs().max() > 0
+        assert trainer.objective.aaf.edge_logits.abs().max() > 0
 
 
 def test_aaf_weight_logits_ascend_the_affinity_loss(smoke_data):
@@ -85,15 +87,14 @@ def test_aaf_weight_logits_ascend_the_affinity_loss(smoke_data):
     trainer.model.eval()
     with torch.no_grad():
         logits = trainer.model(images)
-    from aafcore.losses import downsample_labels
-
     small = downsample_labels(labels, tuple(logits.shape[-2:]))
-    before = trainer.aux(logits, small)
-    trainer.aux_optimizer.zero_grad()
+    objective = trainer.objective
+    before = objective.aaf(logits, small)
+    objective.optimizer.zero_grad()
     before.backward()
-    trainer.aux_optimizer.step()
+    objective.optimizer.step()
     with torch.no_grad():
-        after = trainer.aux(logits, small)
+        after = objective.aaf(logits, small)
     assert after > before
 
 
@@ -148,6 +149,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(smoke_data, tmp_path, m
     assert [json.loads(x)["loss"] for x in full_log] == [json.loads(x)["loss"] for x in cut_log]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_with_the_same_metrics(smoke_data, tmp_path):
     args = ["train", "--profile", "smoke", "--method", "affinity", "--steps", "60",
             "--checkpoint-every", "5", "--data-root", str(smoke_data), "--no-progress"]
@@ -175,6 +177,7 @@ def test_sigkill_then_resume_ends_with_the_same_metrics(smoke_data, tmp_path):
     assert _same_state(_params(tmp_path / "killed" / "checkpoint.pt"), _params(tmp_path / "whole" / "checkpoint.pt"))
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_matches_one_process(smoke_data, tmp_path):
     """Same global batch, synchronised batch norm, gloo: the runs agree up to float reordering.
 
@@ -197,7 +200,7 @@ def test_two_process_torchrun_matches_one_process(smoke_data, tmp_path):
     init = Trainer(profile_config("smoke", method="aaf"), len(a["aux"]["edge_logits"]), "cpu")
     # the AAF means are over each process's valid pairs (as in multi-tower training), not the
     # global batch's, so its weight logits agree less tightly than the network's parameters
-    for part, start, tol in (("model", init.model.state_dict(), 0.02), ("aux", init.aux.state_dict(), 0.05)):
+    for part, start, tol in (("model", init.model.state_dict(), 0.02), ("aux", init.objective.aaf.state_dict(), 0.05)):
         assert a[part].keys() == b[part].keys()
         keys = [k for k in a[part] if a[part][k].is_floating_point()]
         diff = torch.cat([(a[part][k] - b[part][k]).flatten() for k in keys]).norm()
@@ -225,6 +228,7 @@ def _one_line_error(r, *needles):
         assert needle in lines[0], lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, needle", [
     (["--method", "crf"], "crf"),
     (["--base", "unet"], "unet"),
@@ -238,12 +242,14 @@ def test_train_rejects_bad_options_in_one_line(args, needle, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_train_rejects_a_missing_data_root(tmp_path):
     missing = tmp_path / "nowhere"
     _one_line_error(_aaf("train", "--profile", "smoke", "--data-root", str(missing), "--out", str(tmp_path / "r")),
                     str(missing))
 
 
+@pytest.mark.slow
 def test_train_rejects_a_corrupt_label_file_by_name(smoke_data, tmp_path):
     root = tmp_path / "bad"
     shutil.copytree(smoke_data, root)
@@ -260,6 +266,7 @@ def test_train_rejects_a_corrupt_label_file_by_name(smoke_data, tmp_path):
     assert not (tmp_path / "r" / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_aaf_data_generates_and_rejects_unknown_profiles(tmp_path):
     r = _aaf("data", "synthetic", "--profile", "smoke", "--out", str(tmp_path / "d"), "--no-progress")
     assert r.returncode == 0, r.stderr

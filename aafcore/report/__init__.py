@@ -1,0 +1,56 @@
+"""The book's tables, figures and claims ledger, computed from the results under ``results/``.
+
+The notebooks only call these functions and display what they return, so that everything a
+reader sees is tested (``tests/test_report.py``, ``tests/test_report_tables.py``).
+
+Modules (each imports only those above it):
+
+* :mod:`~aafcore.report.results`: the paper's tables, :func:`load_results` (one row per run and
+  evaluation), class information, benchmark files, prediction folders, training logs;
+* :mod:`~aafcore.report.tables`: paper-style method tables, gains over the base beside the
+  paper's (Tables 2-9, 11), kernel sizes (Table 10, Fig. 4);
+* :mod:`~aafcore.report.cost`: Table 1 (training and run-time cost);
+* :mod:`~aafcore.report.claims`: the claims ledger and its verdict rules;
+* :mod:`~aafcore.report.performance`: the benchmark tables of the performance page;
+* :mod:`~aafcore.report.run`: one training run or evaluation (the train and evaluate notebooks);
+* :mod:`~aafcore.report.figures`: training curves, Fig. 4 and Fig. 5.
+
+``from aafcore import report`` gives every public name of these modules.
+"""
+
+from aafcore.report.results import (METHOD_ORDER, PAPER_TABLES, at_project_root, base_label, benchmark_path,
+                                    class_info, class_names, dataset_label, describe_results, load_benchmark,
+                                    load_results, method_label, paper_caption, paper_table, prediction_dirs,
+                                    read_train_log, select_rows)
+from aafcore.report.tables import (KERNEL_SIZE_SETS, METRICS, class_order, compare_gains, domain_gains, gains_table,
+                                   kernel_size_summary, kernel_size_table, kernel_sizes_frame, method_table,
+                                   seed_values, table)
+from aafcore.report.cost import cost_table, inference_cost_note, run_time_table
+from aafcore.report.claims import CLAIMS, VERDICT_RULES, Claim, claims_ledger, ledger_table, verdict, verdict_summary
+from aafcore.report.performance import (GPU_STEP_BENCHMARKS, cuda_check_table, gpu_runs_table, gpu_step_table,
+                                        inference_benchmark_table, loss_benchmark_table, provenance_line,
+                                        short_commit, step_benchmark_table)
+from aafcore.report.run import (evaluation_time_sentence, metrics_sentence, metrics_summary, per_class_frame,
+                                run_summary)
+from aafcore.report.figures import plot_kernel_sizes, plot_predictions, plot_training
+
+__all__ = [
+    # results
+    "PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_caption", "method_label", "base_label",
+    "dataset_label", "load_results", "describe_results", "class_info", "class_names", "select_rows",
+    "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log",
+    # tables
+    "METRICS", "KERNEL_SIZE_SETS", "method_table", "table", "seed_values", "compare_gains", "gains_table",
+    "domain_gains", "kernel_size_table", "kernel_sizes_frame", "class_order", "kernel_size_summary",
+    # cost
+    "run_time_table", "cost_table", "inference_cost_note",
+    # claims
+    "VERDICT_RULES", "verdict", "Claim", "CLAIMS", "claims_ledger", "ledger_table", "verdict_summary",
+    # performance
+    "GPU_STEP_BENCHMARKS", "short_commit", "provenance_line", "loss_benchmark_table", "step_benchmark_table",
+    "inference_benchmark_table", "gpu_step_table", "cuda_check_table", "gpu_runs_table",
+    # run
+    "per_class_frame", "run_summary", "metrics_sentence", "metrics_summary", "evaluation_time_sentence",
+    # figures
+    "plot_training", "plot_predictions", "plot_kernel_sizes",
+]

@@ -1,0 +1,227 @@
+"""Reading what the book shows: the paper's tables, our results tree and the benchmark files.
+
+Data flow::
+
+    results/<profile>/<dataset>/<run>/metrics.json           (aaf train: val, single scale)
+    results/<profile>/<dataset>/<run>/eval/<tag>/metrics.json (aaf evaluate: other splits/modes)
+        -> load_results() -> one row per (run, evaluation)
+    results/benchmarks/<name>.json                            (benchmarks/*.py)
+        -> load_benchmark()
+
+The paper's numbers come from the project's own copy of its tables (``aafcore/paper_tables``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aafcore.config import profile_config, run_dir
+from aafcore.datasets import synthetic_class_table
+
+__all__ = ["PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_caption", "method_label",
+           "base_label", "dataset_label", "load_results", "describe_results", "class_info", "class_names",
+           "select_rows", "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log"]
+
+PAPER_TABLES = Path(__file__).resolve().parent.parent / "paper_tables"
+METHOD_ORDER = ["baseline", "crf", "gan", "emb", "affinity", "aaf"]
+_LABELS = {"crf": "CRF", "gan": "GAN", "emb": "Emb.", "affinity": "Affinity", "aaf": "AAF"}
+_BASE_LABELS = {"fcn": "FCN", "pspnet": "PSPNet"}
+_DATASET_LABELS = {"voc2012": "VOC", "cityscapes": "Cityscapes"}
+_BOOKKEEPING = ["table_id", "dataset", "split", "metric"]
+_PROVENANCE_COLUMNS = ("inference_seconds_per_image", "crf_seconds_per_image", "median_step_seconds",
+                       "wall_seconds", "train_seconds", "git_commit")
+
+
+def at_project_root() -> Path:
+    """Make the repository root the working directory (notebooks use paths like ``results/``
+    relative to it, whichever directory Jupyter, papermill or nbval starts them in); returns it."""
+    root = Path(__file__).resolve().parent.parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "aafcore").is_dir():
+        os.chdir(root)
+    return Path.cwd()
+
+
+# --------------------------------------------------------------------------- the paper's tables
+
+
+def paper_table(number: int, bookkeeping: bool = True) -> pd.DataFrame:
+    """Table ``number`` (1-11) of the paper as printed, with the columns ``table_id``, ``dataset``,
+    ``split``, ``metric``, ``base`` in front (see ``aafcore/paper_tables/README.md``).
+
+    ``bookkeeping=False`` drops ``table_id``, ``dataset``, ``split`` and ``metric`` (the book
+    shows them in the caption, :func:`paper_caption`).
+    """
+    path = PAPER_TABLES / f"table{number}.tsv"
+    if not path.is_file():
+        raise ValueError(f"the paper has no table {number} (tables 1-11; {path} not found)")
+    header = path.read_text().splitlines()[0].split("\t")
+    if header[0] == "table":
+        header[0] = "table_id"      # VOC has a class named "table"
+    header = [h.strip("$") for h in header]   # Table 10's "$k = 3$": no LaTeX in an HTML table header
+    df = pd.read_csv(path, sep="\t", dtype=str, header=0, names=header)
+    for col in df.columns:
+        converted = pd.to_numeric(df[col], errors="coerce")
+        if converted.notna().all():
+            df[col] = converted
+    return df if bookkeeping else df.drop(columns=[c for c in _BOOKKEEPING if c in df.columns])
+
+
+def paper_caption(number: int, unit: str | None = None) -> str:
+    """``**Table 2** (voc2012, val, IoU %)``: the table's dataset, split and ``unit`` (markdown)."""
+    t = paper_table(number)
+    parts = [str(t[c].iloc[0]) for c in ("dataset", "split") if c in t.columns] + ([unit] if unit else [])
+    return f"**Table {number}** ({', '.join(parts)})"
+
+
+def dataset_label(dataset: str) -> str:
+    """The short name the book gives a paper dataset: ``voc2012`` -> ``VOC``."""
+    return _DATASET_LABELS.get(dataset, dataset)
+
+
+# --------------------------------------------------------------------------- our results
+
+
+def base_label(base: str) -> str:
+    """The paper's name of a base network: ``pspnet`` -> ``PSPNet``."""
+    return _BASE_LABELS.get(base, base)
+
+
+def method_label(base: str, method: str) -> str:
+    """The paper's row label: the base's name for the baseline, else the method's (``AAF``)."""
+    return base_label(base) if method == "baseline" else _LABELS.get(method, method)
+
+
+def _flatten(result: dict, run_dir: Path, tag: str) -> dict:
+    cfg = result.get("config", {})
+    ev = result.get("evaluation", {})
+    inference = ev.get("inference") or {}
+    crf = inference.get("crf") is not None
+    method = "crf" if crf and cfg.get("method") == "baseline" else cfg.get("method")
+    row = {"run": run_dir.name, "tag": tag, "base": cfg.get("base"),
+           "method": method, "trained_method": cfg.get("method"), "seed": cfg.get("seed"),
+           "kernel_sizes": ",".join(str(k) for k in cfg.get("kernel_sizes", [])) if cfg.get("method") == "aaf" else "",
+           "split": ev.get("split"), "domain": ev.get("domain"), "mode": ev.get("mode"),
+           "path": str(run_dir / ("metrics.json" if tag == "train" else f"eval/{tag}/metrics.json"))}
+    prov = result.get("provenance", {})
+    for key in _PROVENANCE_COLUMNS:
+        row[key] = prov.get(key)
+    names = result.get("class_names", [])
+    for key, value in result.get("metrics", {}).items():
+        if isinstance(value, list):
+            for name, v in zip(names, value):
+                row[f"{key}/{name}"] = np.nan if v is None else float(v)
+        else:
+            row[key] = np.nan if value is None else float(value)
+    if result.get("aaf"):
+        for name, k in zip(names, result["aaf"].get("effective_kernel_size", [])):
+            row[f"effective_kernel_size/{name}"] = float(k)
+    return row
+
+
+def load_results(profile: str = "cpu", dataset: str = "synthetic",
+                 results_root: str | Path = "results") -> pd.DataFrame:
+    """One row per evaluation of every run under ``results/<profile>/<dataset>/``.
+
+    ``tag`` is the evaluation (``val-source``, ``test-source-ms``, ``val-shifted``,
+    ``val-source-crf``, ...); a run's own ``metrics.json`` (the val pass of ``aaf train``) is the
+    ``val-source`` row unless ``eval/val-source/`` exists (same code, same numbers, written later
+    for runs trained before every metric existed).  ``method`` is ``crf`` for a baseline evaluated
+    with the dense CRF.  Per-class values are columns ``<metric>/<class>``.
+    """
+    root = Path(results_root) / profile / dataset
+    if not root.is_dir():
+        raise FileNotFoundError(f"no results under {root} (run `aaf reproduce --profile {profile}`)")
+    rows = []
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        evals = {p.parent.name: p for p in sorted(run_dir.glob("eval/*/metrics.json"))}
+        own = run_dir / "metrics.json"
+        if own.is_file() and "val-source" not in evals:
+            rows.append(_flatten(json.loads(own.read_text()), run_dir, "val-source"))
+            rows[-1]["path"] = str(own)
+        for tag, path in evals.items():
+            rows.append(_flatten(json.loads(path.read_text()), run_dir, tag))
+    if not rows:
+        raise FileNotFoundError(f"no metrics.json under {root}")
+    return pd.DataFrame(rows)
+
+
+def describe_results(df: pd.DataFrame, profile: str, dataset: str, results_root: str | Path = "results") -> str:
+    """``16 runs, 41 evaluations under results/cpu/synthetic/``: what :func:`load_results` found."""
+    return f"{df['run'].nunique()} runs, {len(df)} evaluations under {results_root}/{profile}/{dataset}/"
+
+
+def class_info(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results") -> dict:
+    """Classes of the results: ``names``, ``groups`` (``{"thin": [...], "large": [...]}``) and, for
+    the synthetic benchmark, each class's typical structure ``widths`` in pixels (from its spec)."""
+    root = Path(results_root) / profile / dataset
+    first = next(iter(sorted(root.glob("*/metrics.json"))), None)
+    if first is None:
+        raise FileNotFoundError(f"no run under {root}")
+    result = json.loads(first.read_text())
+    names = result["class_names"]
+    groups = {g: [names[i] for i in idx] for g, idx in result.get("class_groups", {}).items()}
+    widths: dict[str, float] = {}
+    spec = result.get("provenance", {}).get("data", {}).get("spec")
+    if dataset == "synthetic" and spec:
+        widths = {c["name"]: c["width_px"] for c in synthetic_class_table(spec["image_size"], spec["thin_width"])}
+    return {"names": names, "groups": groups, "widths": widths}
+
+
+def class_names(df: pd.DataFrame, metric: str = "iou") -> list[str]:
+    """Class names in the order of the results' columns ``<metric>/<class>``."""
+    return [c.split("/", 1)[1] for c in df.columns if c.startswith(f"{metric}/")]
+
+
+def select_rows(df: pd.DataFrame, tag: str, base: str | None = None, methods=None,
+                kernel_sizes: str = "3,5,7") -> pd.DataFrame:
+    """The rows of evaluation ``tag`` (of ``base`` and ``methods`` when given); AAF runs only with
+    the kernel-size set ``kernel_sizes`` (the other methods have none)."""
+    sel = df[df["tag"] == tag]
+    if base is not None:
+        sel = sel[sel["base"] == base]
+    if methods is not None:
+        sel = sel[sel["method"].isin(methods)]
+    return sel[(sel["kernel_sizes"] == "") | (sel["kernel_sizes"] == kernel_sizes)]
+
+
+# --------------------------------------------------------------------------- benchmarks, runs
+
+
+def benchmark_path(results_root: str | Path, name: str) -> Path:
+    """``<results_root>/benchmarks/<name>.json``, the file ``benchmarks/<script>.py`` wrote."""
+    return Path(results_root, "benchmarks", name if name.endswith(".json") else f"{name}.json")
+
+
+def load_benchmark(results_root: str | Path, name: str) -> dict | None:
+    """The content of :func:`benchmark_path` (e.g. ``name="evaluate_cpu"``), None when it is missing."""
+    path = benchmark_path(results_root, name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def prediction_dirs(profile: str, dataset: str, results_root: str | Path = "results",
+                    methods=("baseline", "affinity", "aaf"), base: str = "pspnet", seed: int = 0) -> dict[str, Path]:
+    """Row label -> folder of the val predictions (palette PNGs) of each method's run (Fig. 5).
+
+    The run is :func:`aafcore.config.run_dir` of the profile's config (kernel sizes at the
+    profile's); its evaluation's ``eval/val-source/predictions`` when it exists (every metric,
+    newer code), else the ``predictions`` that ``aaf train`` wrote.
+    """
+    dirs = {}
+    for method in methods:
+        run = run_dir(profile_config(profile, dataset=dataset, base=base, method=method, seed=seed), results_root)
+        evaluated = run / "eval" / "val-source" / "predictions"
+        dirs[method_label(base, method)] = evaluated if evaluated.is_dir() else run / "predictions"
+    return dirs
+
+
+def read_train_log(run: str | Path) -> pd.DataFrame:
+    """The training log of a run (``train_log.jsonl``) as a DataFrame, one row per logged step."""
+    path = Path(run) / "train_log.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
