@@ -22,8 +22,7 @@ from aafcore.errors import one_line
 from aafcore.inference import (PAPER_SCALES, PREDICTION_IMAGES, InferenceConfig, evaluate_model, evaluation_result,
                                predict_logits, predict_probs)
 from aafcore.models import build_model
-from aafcore.runs import (digest, device_name, environment, finished_result, git_commit, jsonable, read_json,
-                          resolve_device, write_json)
+from aafcore.runs import digest, finished_result, jsonable, provenance, read_json, resolve_device, write_json
 
 __all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "InferenceConfig", "predict_logits", "predict_probs",
            "evaluate_model", "evaluate_run", "evaluation_hash", "evaluation_tag", "evaluation_result", "jsonable"]
@@ -149,8 +148,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
                                started, t0)
     result["evaluation_hash"] = ehash
     result["evaluation"].update(dataset=other or cfg.dataset, tag=tag, checkpoint_step=step)
-    result["provenance"].update({"git_commit": git_commit(), "packages": environment(), "device": device_name(dev),
-                                 "data_root": str(root),
+    result["provenance"].update({**provenance(dev), "data_root": str(root),
                                  "training": {k: trained.get("provenance", {}).get(k)
                                               for k in ("git_commit", "started", "wall_seconds")}})
     return write_json(out / "metrics.json", result)

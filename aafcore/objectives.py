@@ -29,7 +29,7 @@ The order of the calls in one step is fixed by the trainer::
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from aafcore import losses
 from aafcore.distributed import average_gradients

@@ -8,7 +8,8 @@ Everything a training run or an evaluation writes goes through here, so each rul
 * :func:`jsonable`: NaN and inf become ``null`` (strict JSON has no NaN);
 * :func:`digest`: the 16-hex-digit sha256 of a JSON payload (config and evaluation hashes);
 * :func:`finished_result`: the skip rule: a result whose recorded hash matches is finished;
-* :func:`environment`, :func:`git_commit`, :func:`cpu_name`, :func:`device_name`: provenance;
+* :func:`provenance` (with :func:`environment`, :func:`git_commit`, :func:`device_name`,
+  :func:`cpu_name`): where, with what and with which code a result was made;
 * :func:`resolve_device`: ``"auto"``/``"cpu"``/``"cuda"`` to a ``torch.device``.
 
 This module knows nothing of configs, datasets or models (layer 1 of DESIGN.md section 2).
@@ -30,7 +31,7 @@ from aafcore import __version__
 from aafcore.errors import one_line
 
 __all__ = ["atomic_write_text", "atomic_save", "write_json", "read_json", "jsonable", "digest", "finished_result",
-           "truncate_log", "environment", "git_commit", "cpu_name", "device_name", "resolve_device"]
+           "truncate_log", "environment", "git_commit", "cpu_name", "device_name", "resolve_device", "provenance"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,6 +131,9 @@ def environment() -> dict:
 
     info = {"aafcore": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "cpu_threads": torch.get_num_threads(),
+            # the SIMD kernels torch dispatches to (AVX2, AVX512, ...): CPU results are bit-identical
+            # only for the same thread count *and* the same kernels
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cuda": torch.cuda.is_available()}
     if info["cuda"]:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -158,3 +162,9 @@ def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
 def device_name(device: torch.device) -> str:
     """``"cpu"`` or the GPU's name, as results record it."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def provenance(device: torch.device) -> dict:
+    """The provenance block every result starts with: ``git_commit``, ``packages``
+    (:func:`environment`) and ``device`` (:func:`device_name`)."""
+    return {"git_commit": git_commit(), "packages": environment(), "device": device_name(device)}

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +50,8 @@ from aafcore.distributed import (CPUSyncBatchNorm, convert_sync_batchnorm, dist_
 from aafcore.inference import InferenceConfig, evaluate_model, evaluation_result
 from aafcore.models import build_model
 from aafcore.objectives import build_objective
-from aafcore.runs import (atomic_save, atomic_write_text, device_name, environment, finished_result, git_commit,
-                          resolve_device, truncate_log, write_json)
+from aafcore.runs import atomic_save, atomic_write_text, finished_result, git_commit, resolve_device, truncate_log, write_json
+from aafcore.runs import provenance as run_provenance
 
 __all__ = ["Trainer", "train", "train_distributed",
            # re-exported from their homes, where they were defined before (aafcore.config, .distributed)
@@ -376,8 +375,7 @@ def _evaluate_and_record(trainer: Trainer, data: _Data, out: Path, timing: dict,
     median_step = float(np.median(steps)) if steps else float("nan")
     result["config_hash"] = config_hash(cfg, data.identity)
     result["provenance"] = {
-        "git_commit": git_commit(), "packages": environment(), "device": device_name(trainer.device),
-        **provenance, "started": timing["started"],
+        **run_provenance(trainer.device), **provenance, "started": timing["started"],
         "wall_seconds": time.perf_counter() - timing["t0"], "train_seconds": timing["train_seconds"],
         "resumed_from_step": timing["start"],
         "median_step_seconds": median_step,

@@ -187,3 +187,38 @@ def test_float32_value_is_accurate_with_mostly_edge_pairs(shape):
     value, grad = _value_and_grad(AdaptiveAffinityFieldLoss(c), logits.float(), labels)
     assert abs(value.double() - truth) / truth < 2e-7
     assert rel_err(grad.double(), g_truth) < 1e-5
+
+
+@pytest.mark.parametrize("weight_by", ["label", "channel"])
+def test_functional_forms_are_the_modules(weight_by):
+    """affinity_field_loss / adaptive_affinity_field_loss compute exactly what the modules do, with
+    the same gradients for the logits and both weight tensors (and match the naive oracle)."""
+    from aafcore.losses import adaptive_affinity_field_loss, affinity_field_loss
+
+    logits, labels = random_case(2, 5, 11, 10, seed=4)
+    module = randomise_weights(AdaptiveAffinityFieldLoss(5, kernel_sizes=(3, 7), margin=2.0, weight_by=weight_by))
+    x1, x2 = logits.detach().float().requires_grad_(), logits.detach().float().requires_grad_()
+    we = module.edge_logits.detach().clone().requires_grad_()
+    wn = module.not_edge_logits.detach().clone().requires_grad_()
+    a = module(x1, labels)
+    b = adaptive_affinity_field_loss(x2, labels, we, wn, (3, 7), margin=2.0, weight_by=weight_by)
+    a.backward()
+    b.backward()
+    assert torch.equal(a, b) and torch.equal(x1.grad, x2.grad)
+    assert torch.equal(module.edge_logits.grad, we.grad) and torch.equal(module.not_edge_logits.grad, wn.grad)
+    oracle = naive_aaf(logits.detach(), labels, module.edge_logits.detach().double(),
+                       module.not_edge_logits.detach().double(), (3, 7), margin=2.0, weight_by=weight_by)
+    assert rel_err(b.detach().double(), oracle) < 1e-5
+    assert torch.equal(affinity_field_loss(logits, labels, margin=2.0), AffinityFieldLoss(5, margin=2.0)(logits, labels))
+
+
+def test_functional_forms_check_their_arguments():
+    from aafcore.losses import adaptive_affinity_field_loss, affinity_field_loss
+
+    logits, labels = random_case(1, 3, 6, 6, seed=5)
+    with pytest.raises(ValueError, match=r"edge_logits must be a tensor \[C, K\] = \[3, 2\]"):
+        adaptive_affinity_field_loss(logits, labels, torch.zeros(3, 3), torch.zeros(3, 2), (3, 5))
+    with pytest.raises(ValueError, match="kernel_sizes must be distinct odd integers"):
+        adaptive_affinity_field_loss(logits, labels, torch.zeros(3, 2), torch.zeros(3, 2), (3, 4))
+    with pytest.raises(ValueError, match="label value 3 is outside"):
+        affinity_field_loss(logits, torch.full_like(labels, 3))

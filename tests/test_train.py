@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, generate_synthetic
+from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset
 from aafcore.losses import downsample_labels
 from aafcore.config import METHODS, config_hash, profile_config
 from aafcore.train import Trainer, _step_samples, train

@@ -1,7 +1,7 @@
 """The book's figures: training curves, Fig. 4 (effective kernel sizes) and Fig. 5 (predictions).
 
-matplotlib and seaborn are imported when a figure is drawn (not to dodge a cycle: so that
-``from aafcore import report`` stays quick for the tables and the tests).
+matplotlib, seaborn and :mod:`aafcore.datasets` (torch) are imported when a figure is drawn (not
+to dodge a cycle: so that ``from aafcore import report`` stays quick for the tables and the tests).
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
-
-from aafcore.datasets import colorize
 
 __all__ = ["plot_training", "plot_predictions", "plot_kernel_sizes"]
 
@@ -52,6 +50,8 @@ def plot_predictions(dataset, prediction_dirs: dict[str, Path], ids: list[str] |
     """A grid: image, ground truth, then one column per entry of ``prediction_dirs`` (label ->
     directory of palette PNGs ``<id>.png``), for the ids found in every directory (Fig. 5)."""
     import matplotlib.pyplot as plt
+
+    from aafcore.datasets import colorize   # imports torch: only when plotting predictions
 
     available = [set(p.stem for p in Path(d).glob("*.png")) for d in prediction_dirs.values()]
     common = sorted(set.intersection(*available)) if available else []

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aafcore.config import profile_config, run_dir
-from aafcore.datasets import synthetic_class_table
+# aafcore.config and aafcore.datasets are imported inside class_info and prediction_dirs: they
+# import torch (seconds), and the tables of the book need nothing but pandas.
 
 __all__ = ["PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_caption", "method_label",
            "base_label", "dataset_label", "load_results", "describe_results", "class_info", "class_names",
@@ -137,14 +137,14 @@ def load_results(profile: str = "cpu", dataset: str = "synthetic",
     if not root.is_dir():
         raise FileNotFoundError(f"no results under {root} (run `aaf reproduce --profile {profile}`)")
     rows = []
-    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        evals = {p.parent.name: p for p in sorted(run_dir.glob("eval/*/metrics.json"))}
-        own = run_dir / "metrics.json"
+    for run in sorted(p for p in root.iterdir() if p.is_dir()):
+        evals = {p.parent.name: p for p in sorted(run.glob("eval/*/metrics.json"))}
+        own = run / "metrics.json"
         if own.is_file() and "val-source" not in evals:
-            rows.append(_flatten(json.loads(own.read_text()), run_dir, "val-source"))
+            rows.append(_flatten(json.loads(own.read_text()), run, "val-source"))
             rows[-1]["path"] = str(own)
         for tag, path in evals.items():
-            rows.append(_flatten(json.loads(path.read_text()), run_dir, tag))
+            rows.append(_flatten(json.loads(path.read_text()), run, tag))
     if not rows:
         raise FileNotFoundError(f"no metrics.json under {root}")
     return pd.DataFrame(rows)
@@ -168,6 +168,8 @@ def class_info(profile: str = "cpu", dataset: str = "synthetic", results_root: s
     widths: dict[str, float] = {}
     spec = result.get("provenance", {}).get("data", {}).get("spec")
     if dataset == "synthetic" and spec:
+        from aafcore.datasets import synthetic_class_table   # imports torch: only when needed
+
         widths = {c["name"]: c["width_px"] for c in synthetic_class_table(spec["image_size"], spec["thin_width"])}
     return {"names": names, "groups": groups, "widths": widths}
 
@@ -211,6 +213,8 @@ def prediction_dirs(profile: str, dataset: str, results_root: str | Path = "resu
     profile's); its evaluation's ``eval/val-source/predictions`` when it exists (every metric,
     newer code), else the ``predictions`` that ``aaf train`` wrote.
     """
+    from aafcore.config import profile_config, run_dir   # imports torch: only when needed
+
     dirs = {}
     for method in methods:
         run = run_dir(profile_config(profile, dataset=dataset, base=base, method=method, seed=seed), results_root)
