@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +91,12 @@ class TrainConfig:
     def total_steps(self) -> int:
         """Steps of both stages: ``steps + finetune_steps``."""
         return self.steps + self.finetune_steps
+
+    def validate(self) -> "TrainConfig":
+        """Deprecated: a config is checked when it is made (``__post_init__``); returns it unchanged."""
+        warnings.warn("TrainConfig.validate() is deprecated: a TrainConfig is checked when it is made",
+                      DeprecationWarning, stacklevel=2)
+        return self
 
 
 # The profiles of DESIGN.md section 7.  The cpu profile's size, steps and learning rate were

@@ -276,3 +276,16 @@ def test_aaf_data_generates_and_rejects_unknown_profiles(tmp_path):
     assert thin and all(c["width_px"] >= 1 for c in thin)
     _one_line_error(_aaf("data", "synthetic", "--profile", "huge", "--out", str(tmp_path / "e")), "huge")
     assert not (tmp_path / "e").exists()
+
+
+def test_config_is_checked_when_made_and_validate_is_deprecated():
+    from aafcore.config import TrainConfig
+
+    with pytest.raises(ValueError, match="unknown method 'crf'"):
+        TrainConfig(method="crf")
+    with pytest.raises(ValueError, match="kernel sizes must be odd integers >= 3"):
+        profile_config("smoke", kernel_sizes=(3, 4))
+    cfg = TrainConfig(kernel_sizes=[3, 5], scale_range=[1, 2])   # JSON gives lists
+    assert cfg.kernel_sizes == (3, 5) and cfg.scale_range == (1.0, 2.0)
+    with pytest.warns(DeprecationWarning, match="checked when it is made"):
+        assert cfg.validate() is cfg
