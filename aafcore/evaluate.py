@@ -22,7 +22,8 @@ from aafcore.errors import one_line
 from aafcore.inference import (PAPER_SCALES, PREDICTION_IMAGES, InferenceConfig, evaluate_model, evaluation_result,
                                predict_logits, predict_probs)
 from aafcore.models import build_model
-from aafcore.runs import digest, finished_result, jsonable, provenance, read_json, resolve_device, write_json
+from aafcore.runs import (digest, finished_result, jsonable, load_checkpoint, provenance, read_json, resolve_device,
+                          write_json)
 
 __all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "InferenceConfig", "predict_logits", "predict_probs",
            "evaluate_model", "evaluate_run", "evaluation_hash", "evaluation_tag", "evaluation_result", "jsonable"]
@@ -87,7 +88,7 @@ def _load_data(run: Path, trained: dict, cfg: TrainConfig, dataset: str, split: 
 
 def _load_model(ckpt_path: Path, cfg: TrainConfig, num_classes: int, device: torch.device):
     """The trained network of a finished run, on ``device``, from its checkpoint; and the step."""
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(ckpt_path)
     if state.get("step") != cfg.total_steps:
         raise ValueError(f"{ckpt_path} is from step {state.get('step')} of {cfg.total_steps}: the run is not finished "
                          f"(continue it with aaf train --resume)")

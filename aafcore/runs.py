@@ -5,6 +5,8 @@ Everything a training run or an evaluation writes goes through here, so each rul
 * :func:`atomic_write_text`, :func:`atomic_save`, :func:`write_json`: write to ``<name>.tmp`` next
   to the target, then ``os.replace`` it into place (a reader never sees half a file);
 * :func:`read_json`: a JSON file, or a one-line ``ValueError`` naming the file;
+* :func:`load_checkpoint`: a checkpoint of state dicts, tensors and plain types only
+  (``weights_only=True``: a pickled object that would run code is refused);
 * :func:`jsonable`: NaN and inf become ``null`` (strict JSON has no NaN);
 * :func:`digest`: the 16-hex-digit sha256 of a JSON payload (config and evaluation hashes);
 * :func:`finished_result`: the skip rule: a result whose recorded hash matches is finished;
@@ -21,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import platform
 import subprocess
 from pathlib import Path
@@ -30,8 +33,9 @@ import torch
 from aafcore import __version__
 from aafcore.errors import one_line
 
-__all__ = ["atomic_write_text", "atomic_save", "write_json", "read_json", "jsonable", "digest", "finished_result",
-           "truncate_log", "environment", "git_commit", "cpu_name", "device_name", "resolve_device", "provenance"]
+__all__ = ["atomic_write_text", "atomic_save", "load_checkpoint", "write_json", "read_json", "jsonable", "digest",
+           "finished_result", "truncate_log", "environment", "git_commit", "cpu_name", "device_name", "resolve_device",
+           "provenance"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,6 +57,25 @@ def atomic_save(obj, path: str | os.PathLike) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """A checkpoint written by :func:`atomic_save` (a dict with a ``model`` state dict).
+
+    It is read with ``torch.load(weights_only=True)``: only tensors, state dicts and plain Python
+    types unpickle, so a file carrying an object that would run code when loaded is refused, like
+    a truncated or garbage one, with a one-line ``ValueError`` naming the file.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as err:
+        reason = one_line(err)
+        reason = reason if len(reason) <= 200 else reason[:200] + " ..."
+        raise ValueError(f"cannot load checkpoint {path}: not a plain aafcore checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"cannot load checkpoint {path}: no 'model' state dict in it")
+    return state
 
 
 def jsonable(obj):

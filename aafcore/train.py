@@ -50,7 +50,8 @@ from aafcore.distributed import (CPUSyncBatchNorm, convert_sync_batchnorm, dist_
 from aafcore.inference import InferenceConfig, evaluate_model, evaluation_result
 from aafcore.models import build_model
 from aafcore.objectives import build_objective
-from aafcore.runs import atomic_save, atomic_write_text, finished_result, git_commit, resolve_device, truncate_log, write_json
+from aafcore.runs import (atomic_save, atomic_write_text, finished_result, git_commit, load_checkpoint, resolve_device,
+                          truncate_log, write_json)
 from aafcore.runs import provenance as run_provenance
 
 __all__ = ["Trainer", "train", "train_distributed",
@@ -296,7 +297,7 @@ def _resume(trainer: Trainer, cfg: TrainConfig, out: Path, resume: bool, rank: i
     ckpt_path, log_path = out / "checkpoint.pt", out / "train_log.jsonl"
     start = 0
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=trainer.device, weights_only=False)
+        state = load_checkpoint(ckpt_path, map_location=trainer.device)
         if state.get("config") != dataclasses.asdict(cfg):
             raise ValueError(f"{ckpt_path}: checkpoint was written by a different config; "
                              "train without --resume (or with --force) to start over")

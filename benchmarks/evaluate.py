@@ -24,11 +24,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from aafcore.runs import cpu_name, environment, git_commit  # noqa: E402
+from aafcore.runs import cpu_name, environment, git_commit, load_checkpoint  # noqa: E402
 from aafcore.crf import CRFParams, dense_crf  # noqa: E402
 from aafcore.datasets import build_dataset  # noqa: E402
 from aafcore.inference import InferenceConfig, evaluate_model, predict_probs  # noqa: E402
@@ -55,7 +53,7 @@ def main(argv=None) -> int:
     run = Path(args.run) if args.run else run_dir(cfg)
     weights = "random initialisation"
     if (run / "checkpoint.pt").is_file():
-        model.load_state_dict(torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"])
+        model.load_state_dict(load_checkpoint(run / "checkpoint.pt")["model"])
         weights = str(run / "checkpoint.pt")
     model.to(args.device).eval()
     single, paper, crf = InferenceConfig(), InferenceConfig.paper(), CRFParams()
