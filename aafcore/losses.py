@@ -19,6 +19,8 @@ KL sums come from :mod:`aafcore.pairs` (shifted slices and a hand-written backwa
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -62,6 +64,8 @@ def _adaptive(logits: Tensor, labels: Tensor, edge_logits: Tensor, not_edge_logi
 
 
 def _check_sizes(name: str, kernel_sizes: Sequence[int], weight_by: str) -> tuple[int, ...]:
+    if isinstance(kernel_sizes, (str, bytes)) or not all(_is_int(k) for k in kernel_sizes):
+        raise ValueError(f"{name}: kernel_sizes must be a sequence of odd integers >= 3, got {kernel_sizes!r}")
     sizes = tuple(int(k) for k in kernel_sizes)
     if not sizes or any(k < 3 or k % 2 == 0 for k in sizes) or len(set(sizes)) != len(sizes):
         raise ValueError(f"{name}: kernel_sizes must be distinct odd integers >= 3, got {tuple(kernel_sizes)}")
@@ -72,6 +76,32 @@ def _check_sizes(name: str, kernel_sizes: Sequence[int], weight_by: str) -> tupl
 
 def _channels(logits) -> int | None:
     return logits.shape[1] if isinstance(logits, Tensor) and logits.dim() == 4 else None
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_options(name: str, num_classes, ignore_index, **reals) -> None:
+    """One-line ``ValueError`` for a non-integer ``num_classes`` (when given), an ``ignore_index``
+    that is a class id in ``[0, num_classes)``, and non-finite or negative ``reals`` (margin, λ)."""
+    if num_classes is not None and (not _is_int(num_classes) or num_classes < 2):
+        raise ValueError(f"{name}: num_classes must be an integer >= 2, got {num_classes!r}")
+    if not _is_int(ignore_index):
+        raise ValueError(f"{name}: ignore_index must be an integer, got {ignore_index!r}")
+    if num_classes is not None and 0 <= ignore_index < num_classes:
+        raise ValueError(f"{name}: ignore_index {ignore_index} is a class id in [0, {num_classes}); "
+                         f"use a value outside the classes, such as 255")
+    for key, value in reals.items():
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name}: {key} must be a finite number >= 0, got {value!r}")
+
+
+def _empty_batch(logits: Tensor, *weights: Tensor) -> Tensor | None:
+    """0 (connected to the graph, so every gradient is 0) for an empty batch ``N = 0``, else None."""
+    if logits.shape[0]:
+        return None
+    return sum((w.sum() for w in weights), logits.sum()) * 0.0
 
 
 def affinity_field_loss(logits: Tensor, labels: Tensor, margin: float = 3.0, lambda_edge: float = 1.0,
@@ -92,8 +122,13 @@ def affinity_field_loss(logits: Tensor, labels: Tensor, margin: float = 3.0, lam
         >>> affinity_field_loss(sharp, labels).item() < 1e-4     # perfect: no edge or non-edge cost
         True
     """
-    labels = check_inputs("affinity_field_loss", logits, labels, _channels(logits), ignore_index)
-    return _affinity(logits, labels, margin, lambda_edge, lambda_not_edge, ignore_index)
+    name = "affinity_field_loss"
+    _check_options(name, None, ignore_index, margin=margin, lambda_edge=lambda_edge, lambda_not_edge=lambda_not_edge)
+    labels = check_inputs(name, logits, labels, _channels(logits), ignore_index)
+    _check_options(name, logits.shape[1], ignore_index)
+    empty = _empty_batch(logits)
+    return empty if empty is not None else _affinity(logits, labels, margin, lambda_edge, lambda_not_edge,
+                                                     ignore_index)
 
 
 def adaptive_affinity_field_loss(logits: Tensor, labels: Tensor, edge_logits: Tensor, not_edge_logits: Tensor,
@@ -121,13 +156,16 @@ def adaptive_affinity_field_loss(logits: Tensor, labels: Tensor, edge_logits: Te
     """
     name = "adaptive_affinity_field_loss"
     sizes = _check_sizes(name, kernel_sizes, weight_by)
+    _check_options(name, None, ignore_index, margin=margin, lambda_edge=lambda_edge, lambda_not_edge=lambda_not_edge)
     labels = check_inputs(name, logits, labels, _channels(logits), ignore_index)
+    _check_options(name, logits.shape[1], ignore_index)
     for what, w in (("edge_logits", edge_logits), ("not_edge_logits", not_edge_logits)):
         if not isinstance(w, Tensor) or tuple(w.shape) != (logits.shape[1], len(sizes)):
             raise ValueError(f"{name}: {what} must be a tensor [C, K] = {[logits.shape[1], len(sizes)]}, got "
                              f"{list(getattr(w, 'shape', []))}")
-    return _adaptive(logits, labels, edge_logits, not_edge_logits, sizes, margin, lambda_edge, lambda_not_edge,
-                     ignore_index, weight_by)
+    empty = _empty_batch(logits, edge_logits, not_edge_logits)
+    return empty if empty is not None else _adaptive(logits, labels, edge_logits, not_edge_logits, sizes, margin,
+                                                     lambda_edge, lambda_not_edge, ignore_index, weight_by)
 
 
 class AffinityFieldLoss(nn.Module):
@@ -141,7 +179,8 @@ class AffinityFieldLoss(nn.Module):
 
     with the Bernoulli ``KL(p||q) = p log(p/q) + (1-p) log((1-p)/(1-q))`` on probabilities
     clipped to ``[1e-4, 1]``.  The loss is ``lambda_edge * mean(edge terms) + lambda_not_edge *
-    mean(non-edge terms)``, each mean over its valid entries ``(n, i, c, o)``; an empty set gives 0.
+    mean(non-edge terms)``, each mean over its valid entries ``(n, i, c, o)``; an empty set gives 0,
+    and so does an empty batch (``N = 0``), with zero gradients.
 
     Args:
         num_classes: C.
@@ -167,8 +206,8 @@ class AffinityFieldLoss(nn.Module):
     def __init__(self, num_classes: int, margin: float = 3.0, lambda_edge: float = 1.0,
                  lambda_not_edge: float = 1.0, ignore_index: int = 255):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"AffinityFieldLoss: num_classes must be >= 2, got {num_classes}")
+        _check_options(type(self).__name__, num_classes, ignore_index, margin=margin, lambda_edge=lambda_edge,
+                       lambda_not_edge=lambda_not_edge)
         self.num_classes = num_classes
         self.margin = margin
         self.lambda_edge = lambda_edge
@@ -177,7 +216,9 @@ class AffinityFieldLoss(nn.Module):
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         labels = check_inputs("AffinityFieldLoss", logits, labels, self.num_classes, self.ignore_index)
-        return _affinity(logits, labels, self.margin, self.lambda_edge, self.lambda_not_edge, self.ignore_index)
+        empty = _empty_batch(logits)
+        return empty if empty is not None else _affinity(logits, labels, self.margin, self.lambda_edge,
+                                                         self.lambda_not_edge, self.ignore_index)
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, margin={self.margin}, lambda_edge={self.lambda_edge}, "
@@ -245,6 +286,9 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
         labels = check_inputs("AdaptiveAffinityFieldLoss", logits, labels, self.num_classes, self.ignore_index)
+        empty = _empty_batch(logits, self.edge_logits, self.not_edge_logits)
+        if empty is not None:
+            return empty
         return _adaptive(logits, labels, self.edge_logits, self.not_edge_logits, self.kernel_sizes, self.margin,
                          self.lambda_edge, self.lambda_not_edge, self.ignore_index, self.weight_by)
 
@@ -275,8 +319,10 @@ class PixelEmbeddingLoss(nn.Module):
     def __init__(self, margin: float = 0.2, kernel_size: int = 3, lambda_edge: float = 1.0,
                  lambda_not_edge: float = 1.0, ignore_index: int = 255):
         super().__init__()
-        if kernel_size < 3 or kernel_size % 2 == 0:
-            raise ValueError(f"PixelEmbeddingLoss: kernel_size must be an odd integer >= 3, got {kernel_size}")
+        if not _is_int(kernel_size) or kernel_size < 3 or kernel_size % 2 == 0:
+            raise ValueError(f"PixelEmbeddingLoss: kernel_size must be an odd integer >= 3, got {kernel_size!r}")
+        _check_options("PixelEmbeddingLoss", None, ignore_index, margin=margin, lambda_edge=lambda_edge,
+                       lambda_not_edge=lambda_not_edge)
         self.margin = margin
         self.kernel_size = kernel_size
         self.lambda_edge = lambda_edge
