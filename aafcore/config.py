@@ -10,6 +10,7 @@ what the "skip when finished" rule compares; :func:`run_dir` is where a run's fi
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -78,8 +79,14 @@ class TrainConfig:
         for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.finetune_lr <= 0:
-            raise ValueError(f"lr and finetune_lr must be > 0, got {self.lr} and {self.finetune_lr}")
+        for name in ("lr", "finetune_lr", "head_lr_mult", "gan_lr", "poly_power", "margin", "emb_margin"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("momentum", "weight_decay", "lambda_edge", "lambda_not_edge"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.finetune_steps < 0:
             raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
         if not self.kernel_sizes or any(k < 3 or k % 2 == 0 for k in self.kernel_sizes):

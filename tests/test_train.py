@@ -289,3 +289,13 @@ def test_config_is_checked_when_made_and_validate_is_deprecated():
     assert cfg.kernel_sizes == (3, 5) and cfg.scale_range == (1.0, 2.0)
     with pytest.warns(DeprecationWarning, match="checked when it is made"):
         assert cfg.validate() is cfg
+
+
+@pytest.mark.parametrize("field, value", [("lr", float("nan")), ("lr", float("inf")), ("lr", 0.0),
+                                          ("finetune_lr", -1e-4), ("gan_lr", float("nan")), ("margin", float("inf")),
+                                          ("emb_margin", 0.0), ("momentum", float("nan")), ("weight_decay", -5e-4),
+                                          ("lambda_edge", float("nan")), ("head_lr_mult", "10")])
+def test_every_float_option_is_checked_up_front(field, value):
+    """Issue 13, case 4: --lr nan / inf used to pass the checks (the message then blamed the loss)."""
+    with pytest.raises(ValueError, match=f"{field} must be a finite number"):
+        profile_config("smoke", **{field: value})
