@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 
 from aafcore import __version__
 from aafcore.config import BACKBONES, BASES, METHODS, PROFILES, load_config, profile_config, run_dir
 from aafcore.crf import CRFParams
 from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
+from aafcore.errors import one_line
 from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
 from aafcore.reproduce import reproduce
 from aafcore.runs import environment
@@ -128,6 +131,7 @@ def _reproduce(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="aaf", description="Adaptive Affinity Fields companion (aafcore).")
     parser.add_argument("--version", action="version", version=f"aafcore {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also AAF_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     info = sub.add_parser("info", help="print versions and devices (the provenance of a result)")
     info.set_defaults(func=_info)
@@ -204,18 +208,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks (temporary folders, locks) run."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+# The anticipated failures: bad or missing files, unwritable paths, corrupt JSON, checkpoints and
+# label files, a diverged training, a missing optional package or device.  Each ends as one line.
+EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv``; an anticipated failure prints ``aaf: error: <reason>`` and returns
+    2, Ctrl-C prints one line and returns 130, SIGTERM returns 143 (temporary files removed on the
+    way out).  ``--debug`` or ``AAF_DEBUG=1`` lets the traceback through instead."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    debug = args.debug or os.environ.get("AAF_DEBUG", "") not in ("", "0")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FloatingPointError, ImportError) as exc:
-        message = " ".join(str(exc).split())
-        print(f"aaf: error: {message}", file=sys.stderr)
+    except EXPECTED_ERRORS as exc:
+        if debug:
+            raise
+        print(f"aaf: error: {one_line(exc) or type(exc).__name__} (--debug shows the traceback)", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("aaf: interrupted (files on disk are consistent; an unfinished run continues where it stopped "
+              "when started again)", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("aaf: terminated", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":
