@@ -9,7 +9,10 @@
 * ``aaf reproduce --profile P``: every training and evaluation notebook, the results notebooks
   and the book (``make reproduce`` is ``aaf reproduce --profile cpu``).
 
-Bad input exits with status 2 and a one-line reason (``aaf: error: ...``).
+Bad input (a missing, unreadable or corrupt file, an unwritable output folder, a run folder in use,
+a diverged training, a missing GPU) exits with status 2 and a one-line reason (``aaf: error: ...``);
+``--debug`` or ``AAF_DEBUG=1`` shows the traceback instead.  Ctrl-C stops after a consistent
+checkpoint with status 130; SIGTERM removes temporary files and exits with 143.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 
 from aafcore import __version__
 from aafcore.config import BACKBONES, BASES, METHODS, PROFILES, load_config, profile_config, run_dir
@@ -28,7 +32,7 @@ from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
 from aafcore.errors import one_line
 from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
 from aafcore.reproduce import reproduce
-from aafcore.runs import environment
+from aafcore.runs import check_writable_dir, environment
 from aafcore.train import train
 
 
@@ -49,6 +53,7 @@ def _data(args) -> int:
     if args.profile not in SYNTHETIC_PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose from {', '.join(SYNTHETIC_PROFILES)}")
     out = args.out or f"data/synthetic-{args.profile}"
+    check_writable_dir(out, "data folder")
     start = time.perf_counter()
     root = generate_synthetic(out, SYNTHETIC_PROFILES[args.profile], progress=not args.no_progress)
     print(f"synthetic benchmark ({args.profile}) at {root} ({time.perf_counter() - start:.1f} s)")
@@ -77,7 +82,7 @@ def _train(args) -> int:
     if args.data_root is not None and not os.path.isdir(args.data_root):
         raise FileNotFoundError(f"data root not found: {args.data_root}")
     out = args.out or run_dir(cfg)
-    result = train(cfg, out, data_root=args.data_root, resume=args.resume, force=args.force,
+    result = train(cfg, out, data_root=args.data_root, resume=True if args.resume else None, force=args.force,
                    progress=not args.no_progress, device=args.device)
     if result:
         m = result["metrics"]
@@ -152,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", help="run directory (default results/<profile>/<dataset>/<base>-<method>-s<seed>)")
     tr.add_argument("--data-root", help="dataset directory (synthetic default: generate data/synthetic-<profile>; "
                                         "voc: holds VOCdevkit/ and benchmark_RELEASE/; cityscapes: leftImg8bit/, gtFine/)")
-    tr.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    tr.add_argument("--force", action="store_true", help="retrain even if a finished run matches")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from the run's last checkpoint (the default when it has one; says so when not)")
+    tr.add_argument("--force", action="store_true",
+                    help="retrain from scratch, replacing the folder's run (finished or not, any config)")
     tr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     tr.add_argument("--backbone", choices=BACKBONES,
                     help="override the profile's backbone")
@@ -208,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"aaf: warning: {one_line(message)}", file=sys.stderr)
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread so that ``finally`` blocks (temporary folders, locks) run."""
 
@@ -231,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = args.debug or os.environ.get("AAF_DEBUG", "") not in ("", "0")
+    if not debug:   # warnings on one line too
+        warnings.showwarning = _show_warning
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -16,14 +16,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from aafcore.datasets import SYNTHETIC_PROFILES, generate_synthetic
-from aafcore.errors import one_line
+from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
+from aafcore.errors import check_name, one_line
 from aafcore.models import BACKBONES, BASES
 from aafcore.objectives import METHODS
 from aafcore.runs import digest, read_json
 
 __all__ = ["METHODS", "BASES", "BACKBONES", "TrainConfig", "PROFILES", "PRETRAINED_PROFILES", "TORCHVISION_WEIGHTS",
-           "profile_config", "config_from_dict", "load_config", "check_weights", "run_name", "run_dir", "config_hash",
+           "profile_config", "config_from_dict", "load_config", "check_weights", "run_name", "run_dir", "overrides", "config_hash",
            "default_data_root", "prepare_data", "data_identity"]
 
 
@@ -72,6 +72,14 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
+        for name in ("profile", "train_split", "val_split", "finetune_split"):   # they name folders and files
+            check_name(getattr(self, name), name)
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.base not in BASES:
@@ -89,6 +97,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if self.finetune_steps < 0:
             raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        if self.steps + self.finetune_steps > MAX_STEPS:
+            raise ValueError(f"steps + finetune_steps = {self.steps + self.finetune_steps} is over {MAX_STEPS:.0e}: "
+                             f"a typo? (the paper trains 90K steps)")
+        if self.crop_size < MIN_CROP_SIZE:
+            raise ValueError(f"crop_size {self.crop_size} is under {MIN_CROP_SIZE}: the networks' output stride is 8, "
+                             f"so a smaller crop gives fewer than 2x2 logits")
         if not self.kernel_sizes or any(k < 3 or k % 2 == 0 for k in self.kernel_sizes):
             raise ValueError(f"kernel sizes must be odd integers >= 3, got {list(self.kernel_sizes)}")
         self.scale_range = tuple(float(s) for s in self.scale_range)   # JSON gives lists
@@ -104,6 +118,12 @@ class TrainConfig:
         warnings.warn("TrainConfig.validate() is deprecated: a TrainConfig is checked when it is made",
                       DeprecationWarning, stacklevel=2)
         return self
+
+
+_INT_FIELDS = ("seed", "steps", "batch_size", "crop_size", "gan_depth", "finetune_steps", "checkpoint_every",
+               "log_every", "num_workers")
+MAX_STEPS = 10 ** 8
+MIN_CROP_SIZE = 16
 
 
 # The profiles of DESIGN.md section 7.  The cpu profile's size, steps and learning rate were
@@ -175,9 +195,26 @@ def run_name(cfg: TrainConfig) -> str:
     return f"{cfg.base}-{cfg.method}{suffix}-s{cfg.seed}"
 
 
+def overrides(cfg: TrainConfig) -> dict:
+    """The fields of ``cfg`` that differ from its profile's config, other than those in its name
+    (base, method, seed and, for AAF, the kernel sizes): ``{}`` for a run of the profile itself
+    (and for a profile :data:`PROFILES` does not know, which is a namespace of its own)."""
+    if cfg.profile not in PROFILES:
+        return {}
+    named = {"base": cfg.base, "method": cfg.method, "seed": cfg.seed}
+    if cfg.method == "aaf":
+        named["kernel_sizes"] = cfg.kernel_sizes
+    mine, reference = dataclasses.asdict(cfg), dataclasses.asdict(dataclasses.replace(PROFILES[cfg.profile], **named))
+    return {k: v for k, v in mine.items() if v != reference[k]}
+
+
 def run_dir(cfg: TrainConfig, results_root: str | os.PathLike = "results") -> Path:
-    """``results/<profile>/<dataset>/<run name>/`` (DESIGN.md section 9)."""
-    return Path(results_root) / cfg.profile / cfg.dataset / run_name(cfg)
+    """``results/<profile>/<dataset>/<run name>/`` (DESIGN.md section 9); a config that differs from
+    its profile's (:func:`overrides`, e.g. ``--steps 2``) gets a folder of its own,
+    ``<run name>-c<8 hex digits of the overrides' hash>``, so it never lands on the profile's run."""
+    changed = overrides(cfg)
+    suffix = f"-c{digest(changed)[:8]}" if changed else ""
+    return Path(results_root) / cfg.profile / cfg.dataset / (run_name(cfg) + suffix)
 
 
 def config_hash(cfg: TrainConfig, data_meta: dict | None = None) -> str:

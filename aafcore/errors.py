@@ -6,7 +6,7 @@ The command line promises ``aaf: error: <one line>``; library errors are built w
 
 from __future__ import annotations
 
-__all__ = ["one_line", "check_name"]
+__all__ = ["one_line", "check_name", "NonFiniteError"]
 
 
 def one_line(text: object) -> str:
@@ -21,3 +21,8 @@ def check_name(value: object, what: str) -> str:
     if not isinstance(value, str) or not value or value in (".", "..") or any(c in value for c in "/\\\0"):
         raise ValueError(f"{what} {value!r} is not a plain name (no '/', '\\', '..' or empty names)")
     return value
+
+
+class NonFiniteError(ValueError):
+    """An input holds NaN or inf (a loss's logits): a ``ValueError`` that a training loop can tell
+    apart from other bad input, to report the divergence with its step."""

@@ -18,12 +18,12 @@ import torch
 
 from aafcore.config import TrainConfig, config_from_dict, data_identity, prepare_data, run_name
 from aafcore.datasets import build_dataset
-from aafcore.errors import one_line
+from aafcore.errors import check_name, one_line
 from aafcore.inference import (PAPER_SCALES, PREDICTION_IMAGES, InferenceConfig, evaluate_model, evaluation_result,
                                predict_logits, predict_probs)
 from aafcore.models import build_model
-from aafcore.runs import (digest, finished_result, jsonable, load_checkpoint, provenance, read_json, resolve_device,
-                          write_json)
+from aafcore.runs import (check_writable_dir, digest, file_sha256, finished_result, jsonable, load_checkpoint, locked,
+                          provenance, read_json, resolve_device, same_training, write_json)
 
 __all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "InferenceConfig", "predict_logits", "predict_probs",
            "evaluate_model", "evaluate_run", "evaluation_hash", "evaluation_tag", "evaluation_result", "jsonable"]
@@ -57,7 +57,8 @@ def _load_run(run: Path) -> tuple[dict, TrainConfig]:
     if not run.is_dir():
         raise FileNotFoundError(f"run directory not found: {run}")
     if not run_metrics.is_file():
-        raise FileNotFoundError(f"{run_metrics} not found: {run} is not a finished training run")
+        raise FileNotFoundError(f"{run_metrics} not found: {run} is not a finished training run (if it holds a "
+                                f"checkpoint, finish it with aaf train: it continues from there)")
     try:
         trained = read_json(run_metrics)
         return trained, config_from_dict(trained["config"])
@@ -86,12 +87,28 @@ def _load_data(run: Path, trained: dict, cfg: TrainConfig, dataset: str, split: 
     return root, data
 
 
-def _load_model(ckpt_path: Path, cfg: TrainConfig, num_classes: int, device: torch.device):
+def _check_checkpoint(ckpt_path: Path, state: dict, trained: dict, cfg: TrainConfig) -> None:
+    """The checkpoint must be the one the run's ``metrics.json`` was computed with: same config,
+    the last step, and (when recorded) the same file hash."""
+    recorded = state.get("config")
+    if not isinstance(recorded, dict) or dataclasses.asdict(config_from_dict(recorded)) != dataclasses.asdict(cfg):
+        theirs = recorded.get("method") if isinstance(recorded, dict) else None
+        raise ValueError(f"{ckpt_path} was written by another configuration (method {theirs}) than "
+                         f"{ckpt_path.parent / 'metrics.json'} records (method {cfg.method}): it cannot be evaluated "
+                         f"as this run; retrain it with aaf train ... --force")
+    if state.get("step") != cfg.total_steps:
+        raise ValueError(f"{ckpt_path} is from step {state.get('step')} of {cfg.total_steps}: the run is not finished; "
+                         f"finish it with aaf train (it continues from its checkpoint)")
+    expected = trained.get("checkpoint_sha256")
+    if expected is not None and file_sha256(ckpt_path) != expected:
+        raise ValueError(f"{ckpt_path} is not the checkpoint {ckpt_path.parent / 'metrics.json'} was computed with "
+                         f"(sha256 differs): retrain the run with aaf train ... --force")
+
+
+def _load_model(ckpt_path: Path, trained: dict, cfg: TrainConfig, num_classes: int, device: torch.device):
     """The trained network of a finished run, on ``device``, from its checkpoint; and the step."""
     state = load_checkpoint(ckpt_path)
-    if state.get("step") != cfg.total_steps:
-        raise ValueError(f"{ckpt_path} is from step {state.get('step')} of {cfg.total_steps}: the run is not finished "
-                         f"(continue it with aaf train --resume)")
+    _check_checkpoint(ckpt_path, state, trained, cfg)
     model = build_model(cfg.base, cfg.backbone, num_classes)
     model.load_state_dict(state["model"])
     model.to(device)
@@ -108,8 +125,10 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
 
     The run directory holds the ``metrics.json`` and ``checkpoint.pt`` that ``aaf train`` wrote;
     the model is rebuilt from the recorded config.  An evaluation whose hash (the run's
-    ``config_hash`` and the evaluation settings) matches an existing result is skipped unless
-    ``force``.  Colour-coded predictions of the first :data:`PREDICTION_IMAGES` images go to
+    ``config_hash`` and the evaluation settings) matches an existing result of the run's current
+    training (:func:`aafcore.runs.same_training`) is skipped unless ``force``.  The checkpoint must
+    be the run's (same config, final step, the ``checkpoint_sha256`` its ``metrics.json`` records);
+    the evaluation records that hash.  The evaluation folder is locked while it is written.  Colour-coded predictions of the first :data:`PREDICTION_IMAGES` images go to
     ``<tag>/predictions/``.  Returns the written dictionary.
 
     ``dataset`` evaluates on another dataset with the same classes (Table 11: a ``cityscapes`` run
@@ -118,6 +137,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
     sliding windows).
     """
     run = Path(run)
+    check_name(split, "split")
     trained, cfg = _load_run(run)
     other = dataset if dataset not in (None, cfg.dataset) else None
     if other is not None and data_root is None:
@@ -127,7 +147,8 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
     tag = evaluation_tag(split, domain, inference, other)
     out = Path(out_dir) if out_dir is not None else run / "eval" / tag
     ehash = evaluation_hash(trained.get("config_hash"), split, domain, inference, other)
-    if not force and (previous := finished_result(out / "metrics.json", "evaluation_hash", ehash)) is not None:
+    previous = None if force else finished_result(out / "metrics.json", "evaluation_hash", ehash)
+    if previous is not None and same_training(previous, trained):
         if progress:
             print(f"{out / 'metrics.json'}: finished evaluation with the same settings, skipped (use --force)")
         return previous
@@ -137,18 +158,27 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
                                 f"(retrain with `aaf train --profile {cfg.profile} --base {cfg.base} "
                                 f"--method {cfg.method} --seed {cfg.seed} --force`)")
 
+    dev = resolve_device(device)
+    check_writable_dir(out, "evaluation folder")
+    with locked(out, "evaluation"):
+        return _evaluate(run, trained, cfg, out, dev, split, domain, inference, data_root, other, tag, ehash, progress)
+
+
+def _evaluate(run: Path, trained: dict, cfg: TrainConfig, out: Path, dev: torch.device, split: str, domain: str,
+              inference: InferenceConfig, data_root, other: str | None, tag: str, ehash: str, progress: bool) -> dict:
+    """The evaluation itself (the caller holds ``out``'s lock): data, model, metrics, ``metrics.json``."""
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.perf_counter()
-    dev = resolve_device(device)
+    ckpt_path = run / "checkpoint.pt"
     root, data = _load_data(run, trained, cfg, other or cfg.dataset, split, domain, data_root, progress)
-    model, step = _load_model(ckpt_path, cfg, data.num_classes, dev)
-    out.mkdir(parents=True, exist_ok=True)
+    model, step = _load_model(ckpt_path, trained, cfg, data.num_classes, dev)
     ev = evaluate_model(model, data, dev, inference, channels_last=dev.type == "cuda" and cfg.channels_last,
                         predictions_dir=out / "predictions", progress=progress)
     result = evaluation_result(dataclasses.asdict(cfg), run_name(cfg), trained, data, ev, inference, split, domain,
                                started, t0)
     result["evaluation_hash"] = ehash
-    result["evaluation"].update(dataset=other or cfg.dataset, tag=tag, checkpoint_step=step)
+    result["evaluation"].update(dataset=other or cfg.dataset, tag=tag, checkpoint_step=step,
+                                checkpoint_sha256=file_sha256(ckpt_path))
     result["provenance"].update({**provenance(dev), "data_root": str(root),
                                  "training": {k: trained.get("provenance", {}).get(k)
                                               for k in ("git_commit", "started", "wall_seconds")}})

@@ -37,7 +37,9 @@ from PIL import Image
 
 from aafcore.crf import CRFParams, dense_crf
 from aafcore.datasets import class_groups, denormalize
+from aafcore.errors import check_name
 from aafcore.metrics import SegmentationMetrics, group_means
+from aafcore.runs import atomic_path
 
 __all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "InferenceConfig", "predict_logits", "predict_probs",
            "save_prediction", "evaluate_model", "evaluation_result"]
@@ -158,9 +160,8 @@ def save_prediction(pred: np.ndarray, palette: np.ndarray, path: Path) -> None:
     pal = np.zeros((256, 3), np.uint8)
     pal[: len(palette)] = np.asarray(palette, np.uint8).reshape(-1, 3)[:256]
     im.putpalette(pal.reshape(-1).tolist())
-    tmp = path.with_name(path.name + ".tmp.png")
-    im.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        im.save(tmp, format="PNG")
 
 
 @dataclass
@@ -192,7 +193,7 @@ class _Stream:
             self.timers["metrics"] += time.perf_counter() - start
             palette = getattr(self.dataset, "palette", None)
             if self.predictions_dir is not None and index < self.prediction_images and palette is not None:
-                save_prediction(pred, palette, self.predictions_dir / f"{it['id']}.png")
+                save_prediction(pred, palette, self.predictions_dir / f"{check_name(str(it['id']), 'image id')}.png")
 
     def _predict(self, index: int, item: dict, probs: torch.Tensor) -> np.ndarray:
         """The label map ``[H, W]`` of one item: argmax of ``probs [C, H, W]``, after the CRF if any."""
@@ -257,6 +258,11 @@ def evaluate_model(model, dataset, device: torch.device | str = "cpu",
         model.train(was_training)
     start = time.perf_counter()
     out = stream.metrics.compute()
+    if not math.isfinite(out["pixel_accuracy"]):   # no labelled pixel at all: no metric is defined
+        split = getattr(dataset, "split", "?")
+        raise ValueError(f"the {split} split of {getattr(dataset, 'root', dataset)} ({len(dataset)} images) has no "
+                         f"labelled pixel (all are ignore_index {dataset.ignore_index}): nothing to evaluate; "
+                         f"check its label files")
     timers = stream.timers
     n = max(len(dataset), 1)
     out.update(images=len(dataset), seconds_per_image=timers["network"] / n,

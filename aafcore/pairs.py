@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from aafcore.errors import NonFiniteError
+
 __all__ = ["CLIP", "corner_offsets", "downsample_labels", "pair_tables", "pair_kl_sums", "check_inputs",
            "check_label_range", "safe_mean"]
 
@@ -91,7 +93,7 @@ def check_inputs(
     if labels.device != logits.device:
         raise ValueError(f"{name}: labels on {labels.device} but logits on {logits.device}")
     if not torch.isfinite(logits).all():
-        raise ValueError(f"{name}: logits contain NaN or inf")
+        raise NonFiniteError(f"{name}: logits contain NaN or inf")
     labels = labels.long()
     if num_classes is not None:
         check_label_range(name, labels, num_classes, ignore_index)

@@ -35,6 +35,7 @@ from aafcore.crf import CRFParams
 from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, synthetic_meta
 from aafcore.evaluate import evaluation_hash, evaluation_tag
 from aafcore.inference import InferenceConfig
+from aafcore.runs import check_writable_dir, locked
 
 __all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "Job", "plan", "reproduce", "book_notebooks"]
 
@@ -280,8 +281,19 @@ def reproduce(profile: str = "cpu", dataset: str = "synthetic", results_root: st
               only: str | None = None, dry_run: bool = False) -> int:
     """Run the jobs of :func:`plan` (skipping finished ones unless ``force``) and build the book.
 
-    Returns the exit status: 0 when every job and the book succeeded, 1 otherwise.
+    Returns the exit status: 0 when every job and the book succeeded, 1 otherwise.  The results
+    tree is locked while it runs: a second ``aaf reproduce`` on it stops at once with "results tree
+    D is in use by process P".
     """
+    if dry_run:
+        return _run_jobs(profile, dataset, results_root, data_root, force, book, only, dry_run)
+    check_writable_dir(results_root, "results folder")
+    with locked(results_root, "results tree"):
+        return _run_jobs(profile, dataset, results_root, data_root, force, book, only, dry_run)
+
+
+def _run_jobs(profile: str, dataset: str, results_root: str | Path, data_root, force: bool, book: bool,
+              only: str | None, dry_run: bool) -> int:
     start = time.perf_counter()
     jobs = plan(profile, dataset, results_root, data_root, only)
     failures: list[str] = []

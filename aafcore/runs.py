@@ -1,24 +1,30 @@
-"""Run folders on disk: atomic writes, JSON, hashes, the "skip when finished" rule, provenance.
+"""Run folders on disk: atomic writes, locks, JSON, hashes, the "skip when finished" rule, provenance.
 
 Everything a training run or an evaluation writes goes through here, so each rule has one copy:
 
-* :func:`atomic_write_text`, :func:`atomic_save`, :func:`write_json`: write to ``<name>.tmp`` next
-  to the target, then ``os.replace`` it into place (a reader never sees half a file);
+* :func:`atomic_path` (and :func:`atomic_write_text`, :func:`atomic_save`, :func:`write_json`):
+  write to a temporary file unique to the process next to the target, then ``os.replace`` it into
+  place (a reader never sees half a file; two writers never share a temporary file);
+* :func:`locked`: an OS lock on a folder (a run, an evaluation, a results tree); a second writer
+  gets "... is in use by process P"; the lock of a killed process is released by the OS;
 * :func:`read_json`: a JSON file, or a one-line ``ValueError`` naming the file;
 * :func:`load_checkpoint`: a checkpoint of state dicts, tensors and plain types only
   (``weights_only=True``: a pickled object that would run code is refused);
 * :func:`jsonable`: NaN and inf become ``null`` (strict JSON has no NaN);
-* :func:`digest`: the 16-hex-digit sha256 of a JSON payload (config and evaluation hashes);
-* :func:`finished_result`: the skip rule: a result whose recorded hash matches is finished;
+* :func:`digest`, :func:`file_sha256`: hashes of JSON payloads (config and evaluation hashes) and files;
+* :func:`finished_result`, :func:`same_training`: the skip rules;
 * :func:`provenance` (with :func:`environment`, :func:`git_commit`, :func:`device_name`,
   :func:`cpu_name`): where, with what and with which code a result was made;
 * :func:`resolve_device`: ``"auto"``/``"cpu"``/``"cuda"`` to a ``torch.device``.
 
-This module knows nothing of configs, datasets or models (layer 1 of DESIGN.md section 2).
+This module knows nothing of configs, datasets or models (layer 1 of DESIGN.md section 2); torch
+is imported only by the functions that need it, so the report reads results without it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -26,16 +32,25 @@ import os
 import pickle
 import platform
 import subprocess
+import tempfile
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from aafcore import __version__
 from aafcore.errors import one_line
 
-__all__ = ["atomic_write_text", "atomic_save", "load_checkpoint", "write_json", "read_json", "jsonable", "digest",
-           "finished_result", "truncate_log", "environment", "git_commit", "cpu_name", "device_name", "resolve_device",
-           "provenance"]
+if TYPE_CHECKING:
+    import torch
+
+try:
+    import fcntl
+except ImportError:   # pragma: no cover - Windows: no folder locks
+    fcntl = None
+
+__all__ = ["atomic_path", "atomic_write_text", "atomic_save", "load_checkpoint", "write_json", "read_json",
+           "jsonable", "digest", "file_sha256", "finished_result", "same_training", "truncate_log", "locked",
+           "FolderInUse", "check_writable_dir", "environment", "git_commit", "cpu_name", "device_name",
+           "resolve_device", "provenance"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,20 +58,37 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # --------------------------------------------------------------------------- writing and reading
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through ``<path>.tmp`` and a rename."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
+    """Yield a temporary path next to ``path`` (``.<name>.<random><suffix>``, unique to this call);
+    when the block ends without an error it is renamed to ``path``, otherwise removed.
+
+    ``suffix`` keeps a file type visible to writers that infer it (``.tmp.png`` for PIL)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)      # mkstemp makes 0600 files; results are meant to be read
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save(obj)`` to ``path`` through ``<path>.tmp`` and a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save(obj)`` to ``path`` through a temporary file and a rename."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
@@ -66,6 +98,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     types unpickle, so a file carrying an object that would run code when loaded is refused, like
     a truncated or garbage one, with a one-line ``ValueError`` naming the file.
     """
+    import torch
+
     path = Path(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
@@ -116,12 +150,126 @@ def truncate_log(path: str | os.PathLike, step: int) -> None:
     atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
+def check_writable_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``path`` when it is, or can be created as, a writable folder; a one-line ``ValueError`` otherwise
+    (a file in the way, a read-only parent).  Nothing is created: this runs before any expensive work."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{what} {path}: {probe} is a file, not a folder; choose another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: {probe} is not writable; choose another path (--out)")
+    return path
+
+
+# --------------------------------------------------------------------------- locks
+
+
+class FolderInUse(ValueError):
+    """Another process holds the lock of a folder (a one-line message naming it and the process)."""
+
+
+def _lock_fd(lock_file: Path, what: str) -> int:
+    """Open and lock ``lock_file`` (the calling process's pid is written into it); raise
+    :class:`FolderInUse` with the owner's pid when another process holds it."""
+    while True:
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            owner = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise FolderInUse(f"{what} {lock_file.parent} is in use by process {owner}; wait for it to finish "
+                              f"(or stop it) and run again") from None
+        try:   # the previous holder may have removed the file between our open and our lock
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_file))
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike, what: str = "run"):
+    """Hold an exclusive OS lock (``fcntl.flock``) on ``folder/.lock`` for the block.
+
+    The folder (and its missing parents) is created when missing; if it was created here and holds
+    nothing but the lock when the block ends, it is removed again with the parents created here (a
+    failed command leaves no empty folders).  A second
+    process gets :class:`FolderInUse` ("run D is in use by process P") at once.  A killed process's
+    lock is released by the OS, so there are no stale locks.  (The ``filelock`` package truncates
+    the lock file when it tries to lock, so it cannot tell who holds it; hence ``fcntl`` here.)
+    """
+    folder = Path(folder)
+    top = folder   # the outermost folder created here (removed again if left empty)
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create {what} folder {folder}: {one_line(err.strerror or err)}") from None
+    if fcntl is None:   # pragma: no cover
+        yield folder
+        return
+    lock_file = folder / ".lock"
+    try:
+        fd = _lock_fd(lock_file, what)
+    except PermissionError as err:
+        raise ValueError(f"cannot lock {what} folder {folder}: {one_line(err.strerror or err)}") from None
+    try:
+        yield folder
+    finally:
+        if created and [p.name for p in folder.iterdir()] == [".lock"]:
+            lock_file.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):   # a folder another process has since written into stays
+                for empty in [folder, *folder.parents]:
+                    empty.rmdir()
+                    if empty == top:
+                        break
+        os.close(fd)
+
+
 # --------------------------------------------------------------------------- hashes and the skip rule
 
 
 def digest(payload) -> str:
     """sha256 of ``payload`` as sorted-key JSON (tuples as lists), first 16 hex digits."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex, 64 digits): which checkpoint a result was computed with."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def same_training(evaluation: dict, run: dict) -> bool:
+    """Whether an evaluation's ``metrics.json`` was computed from the training that ``run`` (the run's
+    own ``metrics.json``) records: same ``config_hash``, same training start and, when both record
+    it, the same ``checkpoint_sha256``.  An evaluation of an earlier training of the folder is stale."""
+    if not isinstance(evaluation, dict) or not isinstance(run, dict):
+        return False
+    trained = (evaluation.get("provenance") or {}).get("training") or {}
+    if evaluation.get("config_hash") != run.get("config_hash"):
+        return False
+    if trained.get("started") != (run.get("provenance") or {}).get("started"):
+        return False
+    used, current = (evaluation.get("evaluation") or {}).get("checkpoint_sha256"), run.get("checkpoint_sha256")
+    return used is None or current is None or used == current
 
 
 def finished_result(path: str | os.PathLike, key: str, expected: str) -> dict | None:
@@ -150,6 +298,7 @@ def cpu_name() -> str:
 
 def environment() -> dict:
     """Versions and devices of this machine: the provenance fields of a result."""
+    import torch
     import torchvision
 
     info = {"aafcore": __version__, "python": platform.python_version(), "torch": torch.__version__,
@@ -157,6 +306,8 @@ def environment() -> dict:
             # the SIMD kernels torch dispatches to (AVX2, AVX512, ...): CPU results are bit-identical
             # only for the same thread count *and* the same kernels
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            # "highest" (full float32) unless a user lowered it (TF32 / bfloat16 matmuls on a GPU)
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "cuda": torch.cuda.is_available()}
     if info["cuda"]:
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -177,13 +328,24 @@ def git_commit() -> str | None:
 
 def resolve_device(device: str = "auto", local_rank: int = 0) -> torch.device:
     """``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``: the ``torch.device`` to run on
-    (``cuda:<local_rank>`` on a GPU, one per process under torchrun)."""
+    (``cuda:<local_rank>`` on a GPU, one per process under torchrun).  ``"cuda"`` on a machine
+    without a usable GPU is a one-line ``ValueError``."""
+    import torch
+
+    if device not in ("auto", "cpu") and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; choose auto, cpu or cuda")
     use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if use_cuda and not torch.cuda.is_available():
+        build = "built without CUDA" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, no usable GPU"
+        raise ValueError(f"--device {device}: CUDA is not available here (torch {torch.__version__}, {build}); "
+                         f"use --device cpu or auto")
     return torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
 
 
 def device_name(device: torch.device) -> str:
     """``"cpu"`` or the GPU's name, as results record it."""
+    import torch
+
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 

@@ -26,12 +26,15 @@ synchronised batch norm (:mod:`aafcore.distributed`); only rank 0 evaluates and 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import subprocess
+import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,18 +46,21 @@ from torch import nn
 
 from aafcore import losses
 from aafcore.config import (BASES, METHODS, PROFILES, TrainConfig, check_weights, config_hash, data_identity,
-                            default_data_root, load_config, prepare_data, profile_config, run_dir, run_name)
-from aafcore.datasets import TrainAugment, build_dataset
+                            default_data_root, load_config, overrides, prepare_data, profile_config, run_dir, run_name)
+from aafcore.datasets import SYNTHETIC_PROFILES, TrainAugment, build_dataset, synthetic_meta
 from aafcore.distributed import (CPUSyncBatchNorm, convert_sync_batchnorm, dist_info, init_process_group,
                                  torchrun_command)
+from aafcore.errors import NonFiniteError
 from aafcore.inference import InferenceConfig, evaluate_model, evaluation_result
 from aafcore.models import build_model
 from aafcore.objectives import build_objective
-from aafcore.runs import (atomic_save, atomic_write_text, finished_result, git_commit, load_checkpoint, resolve_device,
-                          truncate_log, write_json)
+from aafcore.runs import (atomic_save, atomic_write_text, check_writable_dir, device_name, file_sha256, git_commit,
+                          load_checkpoint, locked, read_json, resolve_device, truncate_log, write_json)
 from aafcore.runs import provenance as run_provenance
+from aafcore.safety import (ReproducibilityWarning, DeferredInterrupt, all_finite, check_numerics, claim_folder,
+                            divergence_error)
 
-__all__ = ["Trainer", "train", "train_distributed",
+__all__ = ["Trainer", "train", "train_distributed", "ReproducibilityWarning",
            # re-exported from their homes, where they were defined before (aafcore.config, .distributed)
            "METHODS", "BASES", "PROFILES", "TrainConfig", "profile_config", "load_config", "run_dir", "run_name",
            "config_hash", "prepare_data", "default_data_root", "torchrun_command", "CPUSyncBatchNorm",
@@ -244,10 +250,25 @@ class Trainer:
             record["d_loss"] = values[3]
         return record
 
+    def finite(self) -> bool:
+        """Whether every parameter (the network's and the objective's) and every batch-norm buffer is
+        finite: one reduction, one synchronisation."""
+        tensors = [p for opt in self._optimizers() for g in opt.param_groups for p in g["params"]]
+        tensors += [b for b in self.model.buffers() if b.is_floating_point()]
+        return bool(torch.stack([t.detach().isfinite().all() for t in tensors]).all())
+
+    def numerics(self) -> dict:
+        """What a bit-identical resume needs to be the same (recorded in the checkpoint): thread
+        count, float32 matmul precision, the CPU's SIMD kernels, the device."""
+        return {"cpu_threads": torch.get_num_threads(),
+                "float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(), "device": device_name(self.device)}
+
     # -- checkpoints
     def state_dict(self, step: int) -> dict:
         state = {"step": step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(self.cfg)}
+                 "torch_rng": torch.get_rng_state(), "config": dataclasses.asdict(self.cfg),
+                 "numerics": self.numerics()}
         if self.cuda:
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         state.update(self.objective.state_dict())
@@ -278,7 +299,8 @@ class _Data:
 
 
 def _load_data(cfg: TrainConfig, data_root, rank: int, distributed: bool, progress: bool) -> _Data:
-    """Rank 0 prepares (generates) the data first; the other ranks wait, then read it."""
+    """Rank 0 prepares (generates) the data first; the other ranks wait, then read it.  A synthetic
+    benchmark of another profile than the config's (``--profile cpu`` on smoke data) is warned about."""
     root = prepare_data(cfg, data_root, progress=progress) if rank == 0 else None
     if distributed:
         dist.barrier()
@@ -288,22 +310,33 @@ def _load_data(cfg: TrainConfig, data_root, rank: int, distributed: bool, progre
     if cfg.finetune_steps:
         stages.append(build_dataset(cfg.dataset, root, split=cfg.finetune_split))
     val = build_dataset(cfg.dataset, root, split=cfg.val_split)
-    return _Data(root, stages, val, data_identity(getattr(stages[0], "meta", None)))
+    identity = data_identity(getattr(stages[0], "meta", None))
+    if rank == 0 and cfg.dataset == "synthetic" and cfg.profile in SYNTHETIC_PROFILES:
+        expected = data_identity(synthetic_meta(SYNTHETIC_PROFILES[cfg.profile]))
+        if identity.get("spec") != expected.get("spec"):
+            theirs = identity.get("spec", {}).get("name", "another")
+            warnings.warn(f"the data at {root} is the {theirs!r} synthetic benchmark, not the {cfg.profile!r} "
+                          f"profile's: the run trains on it (its config hash records the data)", UserWarning,
+                          stacklevel=3)
+    return _Data(root, stages, val, identity)
 
 
-def _resume(trainer: Trainer, cfg: TrainConfig, out: Path, resume: bool, rank: int) -> int:
-    """The step to start from: the checkpoint's with ``resume`` (its log cut back to it), else 0
-    (the old log removed)."""
+def _resume(trainer: Trainer, cfg: TrainConfig, out: Path, resume: bool | None, rank: int) -> int:
+    """The step to start from: the checkpoint's when the folder holds one of this config (its log cut
+    back to it), else 0 (the old log removed); ``resume=True`` without a checkpoint says so."""
     ckpt_path, log_path = out / "checkpoint.pt", out / "train_log.jsonl"
     start = 0
-    if resume and ckpt_path.exists():
+    if ckpt_path.exists():
         state = load_checkpoint(ckpt_path, map_location=trainer.device)
         if state.get("config") != dataclasses.asdict(cfg):
-            raise ValueError(f"{ckpt_path}: checkpoint was written by a different config; "
-                             "train without --resume (or with --force) to start over")
+            raise ValueError(f"{ckpt_path} was written by another configuration: pass --force to start over, "
+                             f"or --out DIR to train this one elsewhere")
+        if rank == 0:
+            check_numerics(state.get("numerics"), trainer.numerics(), ckpt_path)
         start = trainer.load_state_dict(state)
+    elif resume and rank == 0:
+        print(f"{out}: no checkpoint to resume from; starting at step 0", file=sys.stderr)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         if start == 0:
             log_path.unlink(missing_ok=True)
         else:
@@ -320,10 +353,39 @@ def _loader(cfg: TrainConfig, data: _Data, trainer: Trainer, start: int, rank: i
         generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG (dropout) untouched
 
 
-def _run_steps(trainer: Trainer, loader, start: int, out: Path, rank: int, progress: bool,
+def _checkpoint(trainer: Trainer, done: int, out: Path, log) -> None:
+    """Write the checkpoint after ``done`` steps (rank 0), never a non-finite one."""
+    if log is not None:
+        log.flush()
+    state = trainer.state_dict(done)
+    if not all_finite(state):
+        raise FloatingPointError(f"training diverged before step {done}: the optimiser state is not finite; "
+                                 f"lower the learning rate (--lr); the last finite checkpoint is kept")
+    atomic_save(state, out / "checkpoint.pt")
+
+
+def _step(trainer: Trainer, images, labels, t: int, out: Path) -> dict:
+    """One checked step: a NaN/inf loss, logits, parameter or batch-norm statistic stops the run."""
+    def error(record: dict, cause: str) -> FloatingPointError:
+        return divergence_error(t, record.get("loss", float("nan")), trainer.base_lr(t) * trainer.lr_factor(t),
+                                labels, trainer.ignore_index, out / "checkpoint.pt", cause)
+
+    try:
+        record = trainer.step(images, labels, t)
+    except NonFiniteError:
+        raise error({}, "the logits are not finite") from None
+    if not all(math.isfinite(v) for v in record.values()):
+        raise error(record, "the loss is not finite")
+    if not trainer.finite():
+        raise error(record, "parameters or batch-norm statistics are not finite")
+    return record
+
+
+def _run_steps(trainer: Trainer, loader, start: int, out: Path, rank: int, world: int, progress: bool,
                stop_after: int | None) -> list[float] | None:
-    """The loop: one step per batch, the log (rank 0), checkpoints every ``checkpoint_every`` steps and
-    at the end of each stage.  Returns the step times, or None when ``stop_after`` ended it early."""
+    """The loop: one checked step per batch, the log (rank 0), checkpoints every ``checkpoint_every``
+    steps, at the end of each stage and on Ctrl-C.  Returns the step times, or None when
+    ``stop_after`` ended it early."""
     cfg = trainer.cfg
     log = open(out / "train_log.jsonl", "a") if rank == 0 else None
     bar = None
@@ -333,29 +395,26 @@ def _run_steps(trainer: Trainer, loader, start: int, out: Path, rank: int, progr
         bar = tqdm(total=cfg.total_steps, initial=start, desc=run_name(cfg), unit="step", dynamic_ncols=True)
     step_times: list[float] = []
     try:
-        for t, (images, labels) in enumerate(loader, start=start):
-            tick = time.perf_counter()
-            record = trainer.step(images, labels, t)
-            step_times.append(time.perf_counter() - tick)
-            if not all(math.isfinite(v) for v in record.values()):
-                raise FloatingPointError(f"non-finite loss at step {t}: {record}")
-            last = t == cfg.total_steps - 1
-            if log is not None and (t % cfg.log_every == 0 or last):
-                record = {"step": t, **record}
-                if t % (cfg.log_every * 10) == 0 or last:
-                    record.update(trainer.objective.log_record())
-                log.write(json.dumps(record) + "\n")
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
-            done = t + 1
-            if done % cfg.checkpoint_every == 0 or done in (cfg.steps, cfg.total_steps):
-                if log is not None:
-                    log.flush()
-                if rank == 0:
-                    atomic_save(trainer.state_dict(done), out / "checkpoint.pt")
-            if stop_after is not None and done - start >= stop_after:
-                return None
+        with DeferredInterrupt(world == 1) as interrupt:
+            for t, (images, labels) in enumerate(loader, start=start):
+                tick = time.perf_counter()
+                record = _step(trainer, images, labels, t, out)
+                step_times.append(time.perf_counter() - tick)
+                last = t == cfg.total_steps - 1
+                if log is not None and (t % cfg.log_every == 0 or last):
+                    extra = trainer.objective.log_record() if t % (cfg.log_every * 10) == 0 or last else {}
+                    log.write(json.dumps({"step": t, **record, **extra}) + "\n")
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
+                done = t + 1
+                if rank == 0 and (done % cfg.checkpoint_every == 0 or done in (cfg.steps, cfg.total_steps)
+                                  or interrupt.requested):
+                    _checkpoint(trainer, done, out, log)
+                if interrupt.requested:
+                    raise KeyboardInterrupt
+                if stop_after is not None and done - start >= stop_after:
+                    return None
     finally:
         if bar is not None:
             bar.close()
@@ -375,6 +434,9 @@ def _evaluate_and_record(trainer: Trainer, data: _Data, out: Path, timing: dict,
     steps = timing["step_times"]
     median_step = float(np.median(steps)) if steps else float("nan")
     result["config_hash"] = config_hash(cfg, data.identity)
+    result["overrides"] = overrides(cfg)
+    # which checkpoint these metrics (and every later evaluation) belong to
+    result["checkpoint_sha256"] = file_sha256(out / "checkpoint.pt")
     result["provenance"] = {
         **run_provenance(trainer.device), **provenance, "started": timing["started"],
         "wall_seconds": time.perf_counter() - timing["t0"], "train_seconds": timing["train_seconds"],
@@ -388,36 +450,53 @@ def _evaluate_and_record(trainer: Trainer, data: _Data, out: Path, timing: dict,
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=None, *,
-          resume: bool = False, force: bool = False, progress: bool = True, device: str = "auto",
+          resume: bool | None = None, force: bool = False, progress: bool = True, device: str = "auto",
           stop_after: int | None = None) -> dict:
     """Train one run and evaluate it on the val split; returns the ``metrics.json`` content.
 
-    ``out_dir`` defaults to :func:`aafcore.config.run_dir`.  A finished run whose ``config_hash``
-    matches is skipped (its metrics are returned) unless ``force``.  ``resume`` continues from the
-    run's checkpoint.  ``stop_after`` ends the process-local loop after that many steps without
+    ``out_dir`` defaults to :func:`aafcore.config.run_dir`; it is checked (writable, not a file)
+    before any work and locked while the run trains (a second process gets "run D is in use by
+    process P").  A finished run whose ``config_hash`` matches is skipped (its metrics are
+    returned); one of another configuration is refused.  ``force`` retrains from scratch.  An
+    unfinished run is continued from its checkpoint (``resume=None`` or ``True``; ``True`` also
+    says when there is none; ``False`` refuses to discard it without ``force``).  A step that
+    leaves a NaN/inf stops with "training diverged at step S" and keeps the last finite
+    checkpoint.  ``stop_after`` ends the process-local loop after that many steps without
     evaluating (used to test resuming).
     """
     check_weights(cfg)
     rank, world, local_rank = dist_info()
     dev = resolve_device(device, local_rank)
+    out = Path(out_dir) if out_dir is not None else run_dir(cfg)
+    if rank == 0:
+        check_writable_dir(out, "run folder")
     if world > 1:
         init_process_group(dev)
     if cfg.batch_size % world:
         raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {world} processes")
-    out = Path(out_dir) if out_dir is not None else run_dir(cfg)
-    data = _load_data(cfg, data_root, rank, world > 1, progress)
-    if not force:
-        previous = finished_result(out / "metrics.json", "config_hash", config_hash(cfg, data.identity))
+    with locked(out, "run") if rank == 0 else contextlib.nullcontext():
+        data = _load_data(cfg, data_root, rank, world > 1, progress)
+        previous = claim_folder(out, config_hash(cfg, data.identity), resume, force) if rank == 0 else None
+        if world > 1:   # the other ranks follow rank 0's decision
+            decision = [previous is not None]
+            dist.broadcast_object_list(decision, src=0)
+            if decision[0] and rank != 0:
+                previous = read_json(out / "metrics.json")
         if previous is not None:
             if rank == 0 and progress:
                 print(f"{out}: finished run with the same config, skipped (use --force to retrain)")
             return previous
+        return _train_and_evaluate(cfg, data, out, dev, resume, progress, stop_after)
 
+
+def _train_and_evaluate(cfg: TrainConfig, data: _Data, out: Path, dev: torch.device, resume: bool | None,
+                        progress: bool, stop_after: int | None) -> dict:
+    rank, world, _ = dist_info()
     timing = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "t0": time.perf_counter()}
     trainer = Trainer(cfg, data.stages[0].num_classes, dev, data.stages[0].ignore_index, world > 1)
     timing["start"] = _resume(trainer, cfg, out, resume, rank)
     loader = _loader(cfg, data, trainer, timing["start"], rank, world)
-    timing["step_times"] = _run_steps(trainer, loader, timing["start"], out, rank, progress, stop_after)
+    timing["step_times"] = _run_steps(trainer, loader, timing["start"], out, rank, world, progress, stop_after)
     if timing["step_times"] is None:
         return {}
     timing["train_seconds"] = time.perf_counter() - timing["t0"]

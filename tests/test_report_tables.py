@@ -343,7 +343,7 @@ def _gpu_run(root: Path, method: str, miou: float, commit: str):
                                  "metrics": {"miou": miou, "miou_thin": miou - 0.2, "miou_large": miou + 0.2}})
     for tag, domain, value in (("test-source-ms", "source", miou + 0.1), ("test-shifted-ms", "shifted", miou - 0.05)):
         _json(run / "eval" / tag / "metrics.json", {
-            "config": config, "class_names": NAMES, "provenance": prov,
+            "config": config, "class_names": NAMES, "provenance": {**prov, "training": {"started": prov["started"]}},
             "evaluation": {"split": "test", "domain": domain, "mode": "multi-scale+flip"},
             "metrics": {"miou": value, "instance_miou": value - 0.1, "mean_boundary_recall": 0.4}})
 

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from aafcore.runs import read_json, same_training
 
 # aafcore.config and aafcore.datasets are imported inside class_info and prediction_dirs: they
 # import torch (seconds), and the tables of the book need nothing but pandas.
@@ -132,19 +135,33 @@ def load_results(profile: str = "cpu", dataset: str = "synthetic",
     ``val-source`` row unless ``eval/val-source/`` exists (same code, same numbers, written later
     for runs trained before every metric existed).  ``method`` is ``crf`` for a baseline evaluated
     with the dense CRF.  Per-class values are columns ``<metric>/<class>``.
+
+    An evaluation of an earlier training of the folder (:func:`aafcore.runs.same_training`) is
+    ignored with a warning; a run trained with overrides of its profile's config (its folder has a
+    ``-c<hash>`` suffix) is not one of the profile's runs and is left out.
     """
     root = Path(results_root) / profile / dataset
     if not root.is_dir():
         raise FileNotFoundError(f"no results under {root} (run `aaf reproduce --profile {profile}`)")
     rows = []
     for run in sorted(p for p in root.iterdir() if p.is_dir()):
-        evals = {p.parent.name: p for p in sorted(run.glob("eval/*/metrics.json"))}
         own = run / "metrics.json"
-        if own.is_file() and "val-source" not in evals:
-            rows.append(_flatten(json.loads(own.read_text()), run, "val-source"))
+        trained = read_json(own) if own.is_file() else None
+        if trained is not None and (not isinstance(trained, dict) or trained.get("overrides")):
+            continue   # not a result, or a run with overrides (its own folder): not one of the profile's runs
+        evals = {}
+        for path in sorted(run.glob("eval/*/metrics.json")):
+            result = read_json(path)
+            if trained is not None and not same_training(result, trained):
+                warnings.warn(f"{path} evaluates an earlier training of {run} (not its current checkpoint): "
+                              f"ignored; run the evaluation again", stacklevel=2)
+                continue
+            evals[path.parent.name] = (path, result)
+        if trained is not None and "val-source" not in evals:
+            rows.append(_flatten(trained, run, "val-source"))
             rows[-1]["path"] = str(own)
-        for tag, path in evals.items():
-            rows.append(_flatten(json.loads(path.read_text()), run, tag))
+        for tag, (path, result) in evals.items():
+            rows.append(_flatten(result, run, tag))
     if not rows:
         raise FileNotFoundError(f"no metrics.json under {root}")
     return pd.DataFrame(rows)
