@@ -199,6 +199,9 @@ def _lock_fd(lock_file: Path, what: str) -> int:
         lock_file.parent.mkdir(parents=True, exist_ok=True)
 
 
+STALE_TEMPORARIES = (".*.tmp", ".*.tmp.png", "predictions/.*.tmp.png")   # :func:`atomic_path`'s, in a locked folder
+
+
 @contextlib.contextmanager
 def locked(folder: str | os.PathLike, what: str = "run"):
     """Hold an exclusive OS lock (``fcntl.flock``) on ``folder/.lock`` for the block.
@@ -207,7 +210,8 @@ def locked(folder: str | os.PathLike, what: str = "run"):
     nothing but the lock when the block ends, it is removed again with the parents created here (a
     failed command leaves no empty folders).  A second
     process gets :class:`FolderInUse` ("run D is in use by process P") at once.  A killed process's
-    lock is released by the OS, so there are no stale locks.  (The ``filelock`` package truncates
+    lock is released by the OS, so there are no stale locks; the temporary files such a process
+    left (:data:`STALE_TEMPORARIES`) are removed once the lock is held, since no one else writes there.  (The ``filelock`` package truncates
     the lock file when it tries to lock, so it cannot tell who holds it; hence ``fcntl`` here.)
     """
     folder = Path(folder)
@@ -228,6 +232,9 @@ def locked(folder: str | os.PathLike, what: str = "run"):
     except PermissionError as err:
         raise ValueError(f"cannot lock {what} folder {folder}: {one_line(err.strerror or err)}") from None
     try:
+        for pattern in STALE_TEMPORARIES:
+            for stale in folder.glob(pattern):
+                stale.unlink(missing_ok=True)
         yield folder
     finally:
         if created and [p.name for p in folder.iterdir()] == [".lock"]:

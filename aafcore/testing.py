@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -21,7 +23,8 @@ from aafcore.datasets.base import IGNORE_INDEX, voc_colormap
 from aafcore.datasets.cityscapes import CITYSCAPES_IMAGE_SUFFIX, CITYSCAPES_LABELS, CITYSCAPES_SPLITS
 from aafcore.datasets.voc import VOC_CLASSES
 
-__all__ = ["write_voc_fixture", "write_cityscapes_fixture", "write_gta5_fixture", "GTA5_LABEL_MODES"]
+__all__ = ["write_voc_fixture", "write_cityscapes_fixture", "write_gta5_fixture", "GTA5_LABEL_MODES",
+           "write_blank_png"]
 
 
 # --------------------------------------------------------------------------- PASCAL VOC 2012 + SBD
@@ -328,3 +331,30 @@ def write_gta5_fixture(root: str | os.PathLike, n: int = 4, size: tuple[int, int
                 label = label.convert("RGB")
         label.save(root / "labels" / name)
     return root
+
+
+# --------------------------------------------------------------------------- oversized images
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_blank_png(path: str | os.PathLike, width: int, height: int) -> Path:
+    """Write an all-zero palette ('P') PNG of ``width x height`` to ``path`` and return the path.
+
+    The rows are 1-bit and compressed as a stream, so a 12000x12000 image takes a few KB on disk,
+    about 20 ms and no picture in memory (PIL would build 144 MB first): the fixture of the readers'
+    size limit (:data:`aafcore.datasets.base.MAX_IMAGE_PIXELS`).
+    """
+    path = Path(path)
+    if int(width) < 1 or int(height) < 1:
+        raise ValueError(f"width and height must be >= 1, got {width}x{height}")
+    row = bytes(1 + (int(width) + 7) // 8)  # filter byte 0 and the 1-bit pixels, all zero
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(int(height))) + packer.flush()
+    header = struct.pack(">IIBBBBB", int(width), int(height), 1, 3, 0, 0, 0)  # bit depth 1, colour type 3
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+                     + _png_chunk(b"PLTE", bytes(3) + bytes((255, 255, 255))) + _png_chunk(b"IDAT", idat)
+                     + _png_chunk(b"IEND", b""))
+    return path

@@ -312,9 +312,9 @@ def _load_data(cfg: TrainConfig, data_root, rank: int, distributed: bool, progre
     val = build_dataset(cfg.dataset, root, split=cfg.val_split)
     identity = data_identity(getattr(stages[0], "meta", None))
     if rank == 0 and cfg.dataset == "synthetic" and cfg.profile in SYNTHETIC_PROFILES:
-        expected = data_identity(synthetic_meta(SYNTHETIC_PROFILES[cfg.profile]))
-        if identity.get("spec") != expected.get("spec"):
-            theirs = identity.get("spec", {}).get("name", "another")
+        specs = {name: data_identity(synthetic_meta(spec)).get("spec") for name, spec in SYNTHETIC_PROFILES.items()}
+        if identity.get("spec") != specs[cfg.profile]:
+            theirs = next((name for name, spec in specs.items() if spec == identity.get("spec")), "another")
             warnings.warn(f"the data at {root} is the {theirs!r} synthetic benchmark, not the {cfg.profile!r} "
                           f"profile's: the run trains on it (its config hash records the data)", UserWarning,
                           stacklevel=3)

@@ -12,7 +12,7 @@ import torch
 from cityscapesscripts.helpers import labels as cs_labels
 from PIL import Image
 
-from aafcore.datasets import DatasetError, denormalize, normalize
+from aafcore.datasets import denormalize, normalize
 from aafcore.datasets.cityscapes import (
     CITYSCAPES_CLASSES,
     CITYSCAPES_LABELS,
@@ -24,16 +24,9 @@ from aafcore.datasets.cityscapes import (
 )
 from aafcore.testing import write_cityscapes_fixture, write_gta5_fixture
 
+from checks import expect_one_line
 
-def _expect_error(fn, *needles):
-    """``fn()`` raises a one-line DatasetError whose message contains every needle."""
-    with pytest.raises(DatasetError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert str(needle) in message, (needle, message)
-    return message
+
 
 
 def _reference_train_ids(ids: np.ndarray) -> np.ndarray:
@@ -96,7 +89,7 @@ def test_map_label_ids():
     assert map_label_ids(wide).tolist() == [255, 13, 255, 255, 10]
     assert map_label_ids(np.arange(34, dtype=np.int32)).tolist() == \
         _reference_train_ids(np.arange(34)).tolist()
-    _expect_error(lambda: map_label_ids(np.zeros(3, np.float32)), "float32")
+    expect_one_line(lambda: map_label_ids(np.zeros(3, np.float32)), "float32")
 
 
 # --------------------------------------------------------------------------- Cityscapes
@@ -197,23 +190,23 @@ def test_cityscapes_transform_and_cache(cs_root, monkeypatch):
 
 
 def test_cityscapes_missing_directories(cs_root, tmp_path):
-    _expect_error(lambda: CityscapesDataset(tmp_path / "nowhere", "train"), tmp_path / "nowhere")
+    expect_one_line(lambda: CityscapesDataset(tmp_path / "nowhere", "train"), tmp_path / "nowhere")
     root = tmp_path / "cs"
     shutil.copytree(cs_root, root)
     shutil.rmtree(root / "gtFine" / "val")
-    _expect_error(lambda: CityscapesDataset(root, "val"), root / "gtFine" / "val")
+    expect_one_line(lambda: CityscapesDataset(root, "val"), root / "gtFine" / "val")
     assert len(CityscapesDataset(root, "train")) == 3
     shutil.rmtree(root / "leftImg8bit")
-    _expect_error(lambda: CityscapesDataset(root, "train"), root / "leftImg8bit")
+    expect_one_line(lambda: CityscapesDataset(root, "train"), root / "leftImg8bit")
     (root / "leftImg8bit" / "train").mkdir(parents=True)
-    _expect_error(lambda: CityscapesDataset(root, "val"), root / "leftImg8bit" / "val")
-    _expect_error(lambda: CityscapesDataset(root, "train"), "no *_leftImg8bit.png images",
+    expect_one_line(lambda: CityscapesDataset(root, "val"), root / "leftImg8bit" / "val")
+    expect_one_line(lambda: CityscapesDataset(root, "train"), "no *_leftImg8bit.png images",
                   root / "leftImg8bit" / "train")
 
 
 @pytest.mark.parametrize("split", ["train_extra", "Train", "", None])
 def test_cityscapes_unknown_split(cs_root, split):
-    _expect_error(lambda: CityscapesDataset(cs_root, split), repr(split), "train, val, test")
+    expect_one_line(lambda: CityscapesDataset(cs_root, split), repr(split), "train, val, test")
 
 
 def test_cityscapes_bad_files(cs_root, tmp_path):
@@ -225,28 +218,28 @@ def test_cityscapes_bad_files(cs_root, tmp_path):
     inst = gt / "aachen_000000_000019_gtFine_instanceIds.png"
 
     lbl.rename(lbl.with_suffix(".bak"))
-    _expect_error(lambda: CityscapesDataset(root, "train"), lbl, img)
+    expect_one_line(lambda: CityscapesDataset(root, "train"), lbl, img)
     lbl.with_suffix(".bak").rename(lbl)
     inst.rename(inst.with_suffix(".bak"))
-    _expect_error(lambda: CityscapesDataset(root, "train"), inst)
+    expect_one_line(lambda: CityscapesDataset(root, "train"), inst)
     inst.with_suffix(".bak").rename(inst)
 
     ds = CityscapesDataset(root, "train")
     Image.open(img).crop((0, 0, 120, 64)).save(img)  # image narrower than its label
-    _expect_error(lambda: ds.load_raw(0), img, lbl, "120x64", "128x64")
+    expect_one_line(lambda: ds.load_raw(0), img, lbl, "120x64", "128x64")
     shutil.copy(cs_root / img.relative_to(root), img)
     Image.open(lbl).convert("RGB").save(lbl)
-    _expect_error(lambda: ds.load_raw(0), lbl, "'RGB'")
+    expect_one_line(lambda: ds.load_raw(0), lbl, "'RGB'")
     lbl.write_bytes(b"not a png")
-    _expect_error(lambda: ds.load_raw(0), "cannot read", lbl)
+    expect_one_line(lambda: ds.load_raw(0), "cannot read", lbl)
     shutil.copy(cs_root / lbl.relative_to(root), lbl)
     Image.open(inst).convert("L").save(inst)  # an 8-bit instance map cannot hold id * 1000 + k
-    _expect_error(lambda: ds.load_raw(0), inst, "16-bit")
+    expect_one_line(lambda: ds.load_raw(0), inst, "16-bit")
     shutil.copy(cs_root / inst.relative_to(root), inst)
     ds.load_raw(0)
 
     (root / "leftImg8bit" / "train" / "stray.txt").write_text("x")  # torchvision's listing fails
-    _expect_error(lambda: CityscapesDataset(root, "train"), "cannot list", "stray.txt")
+    expect_one_line(lambda: CityscapesDataset(root, "train"), "cannot list", "stray.txt")
 
 
 # --------------------------------------------------------------------------- GTA5
@@ -293,8 +286,8 @@ def test_gta5_palette_and_greyscale_agree(gta_roots):
 def test_gta5_rgb_labels_rejected(gta_roots):
     ds = GTA5Dataset(gta_roots["RGB"])  # listing does not decode labels
     path = gta_roots["RGB"] / "labels" / "00001.png"
-    _expect_error(lambda: ds.load_raw(0), path, "'RGB'", "colour labels")
-    _expect_error(lambda: ds[0], path)
+    expect_one_line(lambda: ds.load_raw(0), path, "'RGB'", "colour labels")
+    expect_one_line(lambda: ds[0], path)
 
 
 def test_gta5_splits(gta_roots):
@@ -303,7 +296,7 @@ def test_gta5_splits(gta_roots):
     assert GTA5Dataset(root, "all").ids == GTA5Dataset(root).ids
     assert len(GTA5Dataset(root, "all")) == 6
     for split in ("train", "part2", None):
-        _expect_error(lambda: GTA5Dataset(root, split), repr(split), "all, part1")
+        expect_one_line(lambda: GTA5Dataset(root, split), repr(split), "all, part1")
 
 
 def test_gta5_image_resized_to_label(gta_roots):
@@ -320,21 +313,21 @@ def test_gta5_image_resized_to_label(gta_roots):
 
 
 def test_gta5_errors(gta_roots, tmp_path):
-    _expect_error(lambda: GTA5Dataset(tmp_path / "none"), tmp_path / "none")
+    expect_one_line(lambda: GTA5Dataset(tmp_path / "none"), tmp_path / "none")
     root = tmp_path / "gta"
     shutil.copytree(gta_roots["P"], root)
     missing = root / "labels" / "02501.png"
     missing.unlink()
-    _expect_error(lambda: GTA5Dataset(root), missing, root / "images" / "02501.png")
+    expect_one_line(lambda: GTA5Dataset(root), missing, root / "images" / "02501.png")
     assert len(GTA5Dataset(root, "part1")) == 4  # part1 does not need 02501
     shutil.rmtree(root / "labels")
-    _expect_error(lambda: GTA5Dataset(root), root / "labels")
+    expect_one_line(lambda: GTA5Dataset(root), root / "labels")
     shutil.rmtree(root / "images")
-    _expect_error(lambda: GTA5Dataset(root), root / "images")
+    expect_one_line(lambda: GTA5Dataset(root), root / "images")
     empty = tmp_path / "empty"
     (empty / "images").mkdir(parents=True)
     (empty / "labels").mkdir()
-    _expect_error(lambda: GTA5Dataset(empty), "no *.png images", empty / "images")
+    expect_one_line(lambda: GTA5Dataset(empty), "no *.png images", empty / "images")
 
 
 # --------------------------------------------------------------------------- fixture writers

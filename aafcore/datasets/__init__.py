@@ -5,7 +5,9 @@ are one table, :data:`DATASET_BUILDERS` (its keys, in order, are :data:`DATASETS
 a dict: ``"image"`` float32 ``[3, H, W]`` normalised with :data:`MEAN` / :data:`STD`,
 ``"label"`` int64 ``[H, W]`` (255 = ignore), ``"instance"`` int64 ``[H, W]`` (0 = none) and
 ``"id"``; :func:`denormalize` gives the raw ``uint8`` picture back (the dense CRF needs it).
-Bad input raises :class:`DatasetError` (a ``ValueError``) with a one-line message naming the file.
+Bad input raises :class:`DatasetError` (a ``ValueError``) with a one-line message naming the file:
+a split or a split-list id that is not a plain name (``../x``), an image over
+:data:`MAX_IMAGE_PIXELS` (refused from its header), a missing, truncated or corrupt file.
 
 Modules (each a layer-1 foundation; they import nothing of aafcore but :mod:`aafcore.errors`):
 
@@ -31,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aafcore.datasets.base import (IGNORE_INDEX, MEAN, STD, DatasetError, LabelledImages, colorize, denormalize,
-                                   normalize, voc_colormap)
+from aafcore.datasets.base import (IGNORE_INDEX, MAX_IMAGE_PIXELS, MEAN, STD, DatasetError, LabelledImages,
+                                   check_split_name, colorize, denormalize, normalize, voc_colormap)
 from aafcore.datasets.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_LABELS, CityscapesDataset, CityscapesLabel,
                                          GTA5Dataset, cityscapes_palette, id_to_train_id_lut, map_label_ids)
 from aafcore.datasets.synthetic import (GENERATOR_VERSION, SYNTHETIC_CLASSES, SYNTHETIC_PROFILES, SyntheticClass,
@@ -45,8 +47,8 @@ from aafcore.errors import one_line
 
 __all__ = [
     # base
-    "DatasetError", "MEAN", "STD", "IGNORE_INDEX", "normalize", "denormalize", "voc_colormap", "colorize",
-    "LabelledImages",
+    "DatasetError", "MEAN", "STD", "IGNORE_INDEX", "MAX_IMAGE_PIXELS", "normalize", "denormalize", "voc_colormap",
+    "colorize", "LabelledImages",
     # synthetic
     "SyntheticClass", "SYNTHETIC_CLASSES", "synthetic_class_table", "synthetic_palette", "synthetic_meta",
     "SyntheticSpec", "SYNTHETIC_PROFILES", "GENERATOR_VERSION", "render_synthetic", "generate_synthetic",
@@ -143,7 +145,8 @@ def build_dataset(name: str, root: str | os.PathLike, split: str = "val", transf
       all / part1 (the first 2,500 images).
 
     ``cache`` keeps decoded images in memory (default: on for the small synthetic and VOC sets,
-    off for the large real ones).
+    off for the large real ones).  ``split`` must be a plain name (it names a list file or a
+    folder): ``"../x"`` is refused before any file is read.
     """
     root = Path(root)
     if domain not in _DOMAINS:
@@ -153,6 +156,7 @@ def build_dataset(name: str, root: str | os.PathLike, split: str = "val", transf
     builder = DATASET_BUILDERS.get(name) if isinstance(name, str) else None
     if builder is None:
         raise DatasetError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    check_split_name(split, name)
     return builder(root, split, transform, domain, cache)
 
 

@@ -5,6 +5,10 @@
 * :func:`normalize` / :func:`denormalize` convert between ``uint8 [H, W, 3]`` pictures and float32
   ``[3, H, W]`` tensors normalised with :data:`MEAN` / :data:`STD` (ImageNet statistics).
 * :func:`voc_colormap` and :func:`colorize` colour label maps.
+* :data:`MAX_IMAGE_PIXELS` caps the size of every image and label a reader decodes;
+  :func:`open_image` opens, checks the size (from the header) and decodes one file.
+* :func:`check_split_name` and :func:`check_split_id` refuse a split or an id that is not a plain
+  name (ids become file names, of predictions too, so ``../x`` must never lead out of a folder).
 * :class:`LabelledImages` is the item protocol of every reader: ``ds[i]`` is a dict ``"image"``
   float32 ``[3, H, W]`` (normalised), ``"label"`` int64 ``[H, W]`` (255 = ignore), ``"instance"``
   int64 ``[H, W]`` (0 = none) and ``"id"`` str, then ``transform(item)`` if one is given.
@@ -13,22 +17,83 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-__all__ = ["DatasetError", "IGNORE_INDEX", "MEAN", "STD", "normalize", "denormalize", "voc_colormap",
-           "colorize", "LabelledImages"]
+from aafcore.errors import check_name, one_line
+
+__all__ = ["DatasetError", "IGNORE_INDEX", "MEAN", "STD", "MAX_IMAGE_PIXELS", "normalize", "denormalize",
+           "voc_colormap", "colorize", "check_image_size", "open_image", "check_split_name", "check_split_id",
+           "LabelledImages"]
 
 MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics (the torchvision backbones are trained with them)
 STD = (0.229, 0.224, 0.225)
 IGNORE_INDEX = 255
+# The largest image (width x height) a reader decodes.  The real data is far below it (Cityscapes
+# 2048x1024 is 2.1 Mpixel, GTA5 1914x1052 2.0, VOC at most 500x500 0.25), so a larger file is corrupt
+# or hostile: it is refused from its header, before any pixel is decoded (a 12000x12000 PNG of zeros
+# is a few KB on disk but 144 MB to 432 MB in memory).  Read at call time: a test may lower it.
+MAX_IMAGE_PIXELS = 50_000_000
 
 
 class DatasetError(ValueError):
     """Bad dataset input (missing file, corrupt image, out-of-range label, ...); one-line message."""
+
+
+# --------------------------------------------------------------------------- files and names
+
+
+def check_image_size(size: tuple[int, int], path: str | os.PathLike) -> None:
+    """A :class:`DatasetError` when an image of ``size = (width, height)`` is over :data:`MAX_IMAGE_PIXELS`."""
+    width, height = size
+    limit = MAX_IMAGE_PIXELS
+    if width * height > limit:
+        raise DatasetError(f"image {path} is {width}x{height} ({width * height / 1e6:.1f} Mpixel), over the limit "
+                           f"of {limit / 1e6:g} Mpixel (aafcore.datasets.base.MAX_IMAGE_PIXELS)")
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """The decoded PIL image at ``path``.
+
+    The size is checked against :data:`MAX_IMAGE_PIXELS` from the header (PIL reads only that at
+    open) before the pixels are decoded.  A missing, empty, truncated or corrupt file, a directory,
+    or an image over the limit is a :class:`DatasetError` naming ``path``.
+    """
+    try:
+        with warnings.catch_warnings():  # our own, lower limit is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            check_image_size(im.size, path)
+            im.load()
+    except DatasetError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    return im
+
+
+def check_split_name(split: object, dataset: str) -> str:
+    """``split`` when it is a plain name (no ``/``, ``\\``, ``..``, NUL, not empty), else a one-line
+    :class:`DatasetError` naming it: a split names a list file or a folder inside the dataset."""
+    try:
+        return check_name(split, f"{dataset} split")
+    except ValueError as err:
+        raise DatasetError(f"{err}; give a split name such as 'train' or 'val'") from None
+
+
+def check_split_id(ident: object, where: str) -> str:
+    """``ident`` when it is a plain name, else a one-line :class:`DatasetError` naming it and ``where``
+    (the list file and line it came from): ids become file names, of predictions too."""
+    try:
+        return check_name(ident, "id")
+    except ValueError as err:
+        raise DatasetError(f"{where}: {err}; an id is a file name without extension, fix or remove it") from None
 
 
 # --------------------------------------------------------------------------- normalisation

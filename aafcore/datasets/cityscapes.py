@@ -67,7 +67,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from aafcore.datasets.base import IGNORE_INDEX, DatasetError, LabelledImages
+from aafcore.datasets.base import IGNORE_INDEX, DatasetError, LabelledImages, check_split_id, open_image
 from aafcore.errors import one_line
 
 __all__ = [
@@ -192,12 +192,9 @@ def map_label_ids(ids: np.ndarray) -> np.ndarray:
 
 
 def _open_png(path: Path, modes: tuple[str, ...], what: str) -> Image.Image:
-    """The decoded PIL image at ``path``; a mode outside ``modes`` is a :class:`DatasetError`."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    """The decoded PIL image at ``path``; a mode outside ``modes``, an unreadable file and an image
+    over ``MAX_IMAGE_PIXELS`` (checked from the header, before decoding) are a :class:`DatasetError`."""
+    im = open_image(path)
     if im.mode not in modes:
         raise DatasetError(f"{path}: expected {what}, got PIL mode {im.mode!r}")
     return im
@@ -220,6 +217,7 @@ def _read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
 
 
 def _check_split(split: object, valid: tuple[str, ...], dataset: str) -> None:
+    """A split is one of ``valid`` (they name folders: ``../x`` is refused before any file is read)."""
     if not isinstance(split, str) or split not in valid:
         raise DatasetError(f"unknown {dataset} split {split!r}; choose from {', '.join(valid)}")
 
@@ -262,7 +260,7 @@ class CityscapesDataset(LabelledImages):
                 if not path.is_file():
                     raise DatasetError(f"{what} file of image {image_path} not found: {path}")
         self._files = pairs
-        self.ids = [p.name[: -len(CITYSCAPES_IMAGE_SUFFIX)] for p, _, _ in pairs]
+        self.ids = [check_split_id(p.name[: -len(CITYSCAPES_IMAGE_SUFFIX)], f"image {p}") for p, _, _ in pairs]
 
     def _enumerate(self) -> list[tuple[Path, Path, Path]]:
         """``(image, labelIds, instanceIds)`` paths of the split, sorted (torchvision lists them)."""
@@ -333,7 +331,7 @@ class GTA5Dataset(LabelledImages):
             if not label_path.is_file():
                 raise DatasetError(f"label of image {image_path} not found: {label_path}")
             self._files.append((image_path, label_path))
-        self.ids = [p.stem for p in images]
+        self.ids = [check_split_id(p.stem, f"image {p}") for p in images]
 
     def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         img_path, lbl_path = self._files[index]

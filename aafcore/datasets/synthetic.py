@@ -72,6 +72,7 @@ The specification is then frozen (``GENERATOR_VERSION``); no method's result was
 
 from __future__ import annotations
 
+import glob
 import json
 import multiprocessing
 import os
@@ -273,17 +274,49 @@ def _write_tree(spec: SyntheticSpec, tmp: Path, meta: dict, progress: bool, work
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (or may run: one of another user, or an unusable pid, counts as alive)."""
+    try:
+        os.kill(pid, 0)  # signal 0: only the existence and permission checks
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def remove_stale_tmp(root: Path) -> list[Path]:
+    """Remove the temporary siblings ``.<name>.<pid>.tmp`` of ``root`` left by generators that died
+    (killed with SIGKILL, a crash of the machine): those whose ``pid`` runs no process.  The folder
+    of a live process is never touched (nor one whose pid was reused: it stays until that process
+    ends).  POSIX only (``os.kill(pid, 0)`` would end the process on Windows).  Returns the removed paths."""
+    if os.name != "posix" or not root.name or not root.parent.is_dir():
+        return []
+    prefix, removed = f".{root.name}.", []
+    for path in root.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        pid = path.name[len(prefix): -len(".tmp")]
+        if not (pid.isascii() and pid.isdigit()) or int(pid) <= 0 or int(pid) == os.getpid():
+            continue
+        if path.is_dir() and not path.is_symlink() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)  # another generator may be removing it too
+            removed.append(path)
+    return removed
+
+
 def generate_synthetic(root: str | os.PathLike, spec_or_profile: SyntheticSpec | str = "cpu",
                        progress: bool = False, workers: int = 1) -> Path:
     """Generate the synthetic benchmark into ``root`` (PASCAL VOC layout) unless it is there.
 
     ``root/meta.json`` marks a complete dataset: with the same spec and generator version this
     returns at once; with another it raises :class:`DatasetError`.  The tree is written into a
-    temporary sibling directory and renamed into place at the end.  ``workers > 1`` renders with
+    temporary sibling directory ``.<name>.<pid>.tmp`` and renamed into place at the end; such
+    siblings left by a killed generator (whose pid runs no process) are removed first
+    (:func:`remove_stale_tmp`).  ``workers > 1`` renders with
     a process pool (the files are the same).  Returns ``Path(root)``.
     """
     spec = _resolve_spec(spec_or_profile)
     root = Path(root)
+    remove_stale_tmp(root)
     meta = synthetic_meta(spec)
     if (root / "meta.json").exists():
         return _check_existing(root, meta)

@@ -44,9 +44,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from aafcore.datasets.base import IGNORE_INDEX, DatasetError, LabelledImages, voc_colormap
+from aafcore.datasets.base import (IGNORE_INDEX, DatasetError, LabelledImages, check_image_size, check_split_id,
+                                   check_split_name, open_image, voc_colormap)
 from aafcore.errors import one_line
 
 __all__ = ["VOC_CLASSES", "VOCLayoutDataset", "voc_root", "SPLITS_DIR", "VOC_AUG_SPLITS", "read_split_list",
@@ -64,53 +64,74 @@ VOC_AUG_SPLITS = ("train_aug", "train", "val", "trainval")
 
 
 def read_split_list(path: str | os.PathLike) -> list[str]:
-    """The ids of a split file, one per line (blank lines skipped); DatasetError if missing/empty."""
+    """The ids of a split file, one per line (blank lines skipped).
+
+    A :class:`DatasetError` if the file is missing, unreadable or lists nothing, or when an id is
+    not a plain name (``../x``, ``a/b``, ``..``): the message names the file, the line and the id.
+    """
     path = Path(path)
     try:
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    except OSError as err:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"cannot read split file {path}: {one_line(err)}") from None
+    ids = [check_split_id(line.strip(), f"split file {path}, line {number}")
+           for number, line in enumerate(lines, 1) if line.strip()]
     if not ids:
         raise DatasetError(f"split file {path} lists no images")
     return ids
 
 
+# What scipy.io.loadmat (scipy 1.17) was seen to raise on truncated, garbage and bit-flipped files:
+# MatReadError (empty or a few bytes), IndexError (random bytes under 128), TypeError
+# ("buffer is too small", "Expecting miMATRIX"), OSError ("could not read bytes": a truncated body),
+# ValueError (unknown version, bad sparse index), NotImplementedError (v7.3 header), OverflowError,
+# ZeroDivisionError, UnicodeDecodeError and UnboundLocalError (a NameError).  The parser reads only
+# this one file, so any of its exceptions means "this file is not a readable .mat".
+_LOADMAT_ERRORS = (OSError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, NameError,
+                   ArithmeticError, NotImplementedError, MemoryError)
+
+
 def read_sbd_mat(path: str | os.PathLike) -> np.ndarray:
-    """The ``Segmentation`` map of an SBD annotation (``GTcls`` or ``GTinst`` struct), uint8 ``[H, W]``."""
+    """The ``Segmentation`` map of an SBD annotation (``GTcls`` or ``GTinst`` struct), uint8 ``[H, W]``.
+
+    A missing, truncated or corrupt file (whatever scipy raises on it, see ``_LOADMAT_ERRORS``) and
+    a struct without a 2-D map of integers 0..255 are a :class:`DatasetError` naming ``path``.
+    """
+    import struct
+
     from scipy.io import loadmat
     from scipy.io.matlab import MatReadError
 
     path = Path(path)
     try:
         mat = loadmat(path, squeeze_me=True, struct_as_record=False)
-    except (OSError, ValueError, TypeError, NotImplementedError, MatReadError) as err:
-        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    except (*_LOADMAT_ERRORS, struct.error, MatReadError) as err:
+        raise DatasetError(f"cannot read {path} (truncated or not a MATLAB file?): "
+                           f"{type(err).__name__}: {one_line(err)}") from None
     for key in ("GTcls", "GTinst"):
         if key in mat:
             seg = getattr(mat[key], "Segmentation", None)
-            if not isinstance(seg, np.ndarray) or seg.ndim != 2:
+            if not isinstance(seg, np.ndarray) or seg.ndim != 2 or seg.size == 0:
                 raise DatasetError(f"{path}: struct {key} has no 2-D 'Segmentation' field")
-            if seg.min() < 0 or seg.max() > 255:
-                raise DatasetError(f"{path}: 'Segmentation' values outside 0..255")
+            if not (np.issubdtype(seg.dtype, np.integer) or np.issubdtype(seg.dtype, np.floating)
+                    or seg.dtype == bool):
+                raise DatasetError(f"{path}: 'Segmentation' holds {seg.dtype} values, not class numbers")
+            check_image_size(seg.shape[::-1], path)
+            if seg.min() < 0 or seg.max() > 255 or not np.array_equal(seg, np.round(seg)):
+                raise DatasetError(f"{path}: 'Segmentation' values outside the integers 0..255")
             return seg.astype(np.uint8)
     raise DatasetError(f"{path}: not an SBD annotation (no GTcls or GTinst struct)")
 
 
 def _open(path: Path, modes: tuple[str, ...] | None = None) -> np.ndarray:
-    """A picture ``uint8 [H, W, 3]`` (``modes=None``) or an index map ``uint8 [H, W]`` of a mode in ``modes``."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if modes is None:
-                return np.array(im.convert("RGB"), dtype=np.uint8)
-            if im.mode not in modes:
-                raise DatasetError(f"{path}: expected a palette ('P') or greyscale ('L') PNG, "
-                                   f"got mode {im.mode!r}")
-            return np.array(im, dtype=np.uint8)
-    except DatasetError:
-        raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"cannot read {path}: {one_line(err)}") from None
+    """A picture ``uint8 [H, W, 3]`` (``modes=None``) or an index map ``uint8 [H, W]`` of a mode in
+    ``modes``; the size is checked against ``MAX_IMAGE_PIXELS`` before decoding (:func:`open_image`)."""
+    im = open_image(path)
+    if modes is None:
+        return np.array(im.convert("RGB"), dtype=np.uint8)
+    if im.mode not in modes:
+        raise DatasetError(f"{path}: expected a palette ('P') or greyscale ('L') PNG, got mode {im.mode!r}")
+    return np.array(im, dtype=np.uint8)
 
 
 def _read_index_map(path: Path) -> np.ndarray:
@@ -148,6 +169,7 @@ class VOCLayoutDataset(LabelledImages):
     def __init__(self, root: str | os.PathLike, split_file: str, class_names: Sequence[str],
                  transform: Callable | None = None, cache: bool = True, meta: dict | None = None,
                  palette: np.ndarray | None = None, ids: Sequence[str] | None = None):
+        check_split_name(split_file, "VOC-layout")  # before any file is read: it names a list file
         super().__init__(root, split_file, class_names, transform, cache,
                          voc_colormap() if palette is None else palette)
         self.meta = meta
@@ -158,16 +180,17 @@ class VOCLayoutDataset(LabelledImages):
             list_file = self.root / "ImageSets" / "Segmentation" / f"{split_file}.txt"
             if not list_file.is_file():
                 raise DatasetError(f"split file not found: {list_file}")
-            ids = [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+            ids = read_split_list(list_file)  # every id checked to be a plain name
             source = str(list_file)
-        self.ids = list(ids)
+        self.ids = [check_split_id(ident, f"ids of {source}") for ident in ids]
         if not self.ids:
             raise DatasetError(f"{source} lists no images")
         self.has_instances = (self.root / "SegmentationObject").is_dir()
         for ident in self.ids:
             for path in self._paths(ident)[: 3 if self.has_instances else 2]:
                 if path is not None and not path.is_file():
-                    raise DatasetError(f"file of id {ident!r} in {source} not found: {path}")
+                    state = "is not a file" if path.exists() else "not found"
+                    raise DatasetError(f"file of id {ident!r} in {source} {state}: {path}")
 
     def _paths(self, ident: str) -> tuple[Path, Path, Path | None]:
         """``(image, label, instance)`` paths of ``ident`` (instance None: no instance map)."""
