@@ -197,11 +197,13 @@ def run_name(cfg: TrainConfig) -> str:
 
 def overrides(cfg: TrainConfig) -> dict:
     """The fields of ``cfg`` that differ from its profile's config, other than those in its name
-    (base, method, seed and, for AAF, the kernel sizes): ``{}`` for a run of the profile itself
-    (and for a profile :data:`PROFILES` does not know, which is a namespace of its own)."""
+    (base, method, seed and, for AAF, the kernel sizes) and the ImageNet weights file that the
+    real-data profiles require (``pretrained``, a local path; it is in the config hash):
+    ``{}`` for a run of the profile itself (and for a profile :data:`PROFILES` does not know,
+    which is a namespace of its own)."""
     if cfg.profile not in PROFILES:
         return {}
-    named = {"base": cfg.base, "method": cfg.method, "seed": cfg.seed}
+    named = {"base": cfg.base, "method": cfg.method, "seed": cfg.seed, "pretrained": cfg.pretrained}
     if cfg.method == "aaf":
         named["kernel_sizes"] = cfg.kernel_sizes
     mine, reference = dataclasses.asdict(cfg), dataclasses.asdict(dataclasses.replace(PROFILES[cfg.profile], **named))

@@ -286,8 +286,8 @@ def test_voc_profile_in_two_gloo_processes(data, tmp_path):
     assert result["config"] == json.loads(json.dumps(dataclasses.asdict(cfg)))
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [0, 1, 2, 3] and log[2]["lr"] == 1e-4
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["checkpoint.pt", "config.json", "metrics.json",
-                                                                     "predictions", "train_log.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "checkpoint.pt", "config.json",
+                                                                     "metrics.json", "predictions", "train_log.jsonl"]
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["step"] == 4 and not any(k.startswith("module.") for k in state["model"])
 
@@ -336,8 +336,10 @@ def test_the_notebooks_run_the_cityscapes_protocol_on_two_processes_and_table11(
         parameters={"profile": "cityscapes", "method": "aaf", "data_root": str(data["root"] / "cityscapes"),
                     "backbone_weights": str(data["weights"]), "gpus": 2, "results_root": str(results),
                     "overrides": small})
-    run = results / "cityscapes" / "cityscapes" / "pspnet-aaf-s0"
+    # the overrides give the run a folder of its own, beside the profile's pspnet-aaf-s0
+    (run,) = (results / "cityscapes" / "cityscapes").glob("pspnet-aaf-s0-c*")
     trained = json.loads((run / "metrics.json").read_text())
+    assert trained["overrides"]["steps"] == 2 and "pretrained" not in trained["overrides"]
     assert trained["provenance"]["processes"] == 2 and trained["config"]["crop_size"] == 40
     assert trained["config"]["eval_stride"] == 24 and trained["config"]["steps"] == 2
     papermill.execute_notebook(

@@ -400,6 +400,11 @@ def test_run_summary():
     assert s["config hash"] == "0f0f" and s["git commit"] == "abc+dirty" and s["device"] == "cpu"
     assert s["training minutes"] == 2.08 and s["median step (ms)"] == 56.8 and s["images / s"] == 140.9
     assert (s["steps"], s["batch"], s["crop"], s["lr"]) == (100, 8, 112, 0.01)
+    # a run resumed at its last step timed no step: its timings are n/a, not a crash
+    untimed = {**RESULT, "provenance": {**RESULT["provenance"], "median_step_seconds": None,
+                                        "images_per_second": None}}
+    s = report.run_summary(untimed)["value"]
+    assert s["median step (ms)"] == "n/a" and s["images / s"] == "n/a" and s["training minutes"] == 2.08
 
 
 def test_metrics_sentence_and_summary():

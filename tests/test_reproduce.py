@@ -85,6 +85,7 @@ def test_reproduce_runs_skips_and_reports_a_failing_cell(smoke_data, tmp_path):
     # command exits 1, and everything that was there stays
     metrics_before = (run / "eval" / "val-shifted" / "metrics.json").read_text()
     (run / "metrics.json").unlink()
+    (run / "checkpoint.pt").unlink()   # else the rerun continues from the final checkpoint: no training step
     label = sorted((data / "SegmentationClass").glob("train_*.png"))[0]
     label.write_bytes(label.read_bytes()[:40])
     third = _reproduce(*args)

@@ -70,7 +70,10 @@ def test_a_run_with_overrides_gets_a_folder_of_its_own():
     assert overrides(aaf) == {} and run_dir(aaf).name == "pspnet-aaf-k3_5-s0"
     # kernel sizes are not in a baseline's name, so there they are an override
     assert overrides(profile_config("cpu", kernel_sizes=(3, 5))) == {"kernel_sizes": (3, 5)}
-    assert set(PROFILES) >= {"smoke", "cpu", "gpu"}
+    # the ImageNet weights the real-data profiles require are not an override
+    voc = profile_config("voc", method="aaf", pretrained="/weights/resnet101.pth")
+    assert overrides(voc) == {} and run_dir(voc).name == "pspnet-aaf-s0"
+    assert set(PROFILES) >= {"smoke", "cpu", "gpu", "voc", "cityscapes"}
 
 
 def test_aaf_train_with_an_override_leaves_the_finished_run_untouched(finished, smoke_data, tmp_path, monkeypatch,

@@ -31,13 +31,18 @@ def per_class_frame(result: dict) -> pd.DataFrame:
 
 def run_summary(result: dict) -> pd.DataFrame:
     """A training run's provenance and settings, one ``value`` per row: config hash, git commit,
-    device, start, training minutes, median step (ms), images / s, steps, batch, crop and lr."""
+    device, start, training minutes, median step (ms), images / s, steps, batch, crop and lr.
+    A timing a run does not have (resumed at its last step: no step was timed) is ``n/a``."""
     prov, cfg = result["provenance"], result["config"]
+
+    def rounded(value, scale: float, digits: int):
+        return "n/a" if value is None else round(scale * value, digits)
+
     return pd.Series({"config hash": result["config_hash"], "git commit": prov["git_commit"],
                       "device": prov["device"], "started": prov["started"],
-                      "training minutes": round(prov["train_seconds"] / 60, 2),
-                      "median step (ms)": round(1000 * prov["median_step_seconds"], 1),
-                      "images / s": round(prov["images_per_second"], 1),
+                      "training minutes": rounded(prov["train_seconds"], 1 / 60, 2),
+                      "median step (ms)": rounded(prov.get("median_step_seconds"), 1000, 1),
+                      "images / s": rounded(prov.get("images_per_second"), 1, 1),
                       "steps": cfg["steps"], "batch": cfg["batch_size"], "crop": cfg["crop_size"], "lr": cfg["lr"]},
                      name="value").to_frame()
 
