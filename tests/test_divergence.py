@@ -19,7 +19,7 @@ from checks import blank_labels
 from aafcore.config import profile_config
 from aafcore.runs import load_checkpoint
 from aafcore.safety import all_finite
-from aafcore.train import Trainer, _step, train
+from aafcore.train import Trainer, _checkpoint, _step, train
 
 
 def _finite_checkpoint(path: Path) -> bool:
@@ -81,3 +81,18 @@ def test_non_finite_batch_norm_statistics_stop_the_step(tmp_path):
     assert not all_finite(trainer.state_dict(1))
     with pytest.raises(FloatingPointError, match="step 1 .*batch-norm statistics are not finite"):
         _step(trainer, images, labels, 1, tmp_path)
+
+
+def test_a_non_finite_parameter_is_never_written_to_a_checkpoint(tmp_path):
+    trainer = Trainer(profile_config("smoke", method="aaf"), 5, "cpu")
+    labels = torch.randint(0, 5, (2, 48, 48))
+    assert trainer.finite(parameters=False) and trainer.finite()
+    _checkpoint(trainer, 3, tmp_path, None, {"loss": 1.0}, labels)
+    kept = (tmp_path / "checkpoint.pt").read_bytes()
+    with torch.no_grad():   # a weight logit of the AAF objective, not the network: the full check sees it
+        trainer.objective.aaf.edge_logits.fill_(math.nan)
+    assert trainer.finite(parameters=False) and not trainer.finite()
+    with pytest.raises(FloatingPointError, match="diverged at step 3 .*optimiser state are not finite after it; "
+                                                 ".*the last finite checkpoint"):
+        _checkpoint(trainer, 4, tmp_path, None, {"loss": 1.0}, labels)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == kept and not list(tmp_path.glob(".*.tmp"))
