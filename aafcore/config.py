@@ -19,7 +19,7 @@ from pathlib import Path
 from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
 from aafcore.errors import check_name, one_line
 from aafcore.models import BACKBONES, BASES
-from aafcore.objectives import METHODS
+from aafcore.objectives import AAF_METHODS, METHODS
 from aafcore.runs import digest, read_json
 
 __all__ = ["METHODS", "BASES", "BACKBONES", "TrainConfig", "PROFILES", "PRETRAINED_PROFILES", "TORCHVISION_WEIGHTS",
@@ -190,7 +190,7 @@ def check_weights(cfg: TrainConfig) -> None:
 def run_name(cfg: TrainConfig) -> str:
     """``<base>-<method>[-k3_5]-s<seed>``: the kernel-size suffix only for non-default AAF sizes."""
     suffix = ""
-    if cfg.method == "aaf" and tuple(cfg.kernel_sizes) != (3, 5, 7):
+    if cfg.method in AAF_METHODS and tuple(cfg.kernel_sizes) != (3, 5, 7):
         suffix = "-k" + "_".join(str(k) for k in cfg.kernel_sizes)
     return f"{cfg.base}-{cfg.method}{suffix}-s{cfg.seed}"
 
@@ -204,7 +204,7 @@ def overrides(cfg: TrainConfig) -> dict:
     if cfg.profile not in PROFILES:
         return {}
     named = {"base": cfg.base, "method": cfg.method, "seed": cfg.seed, "pretrained": cfg.pretrained}
-    if cfg.method == "aaf":
+    if cfg.method in AAF_METHODS:
         named["kernel_sizes"] = cfg.kernel_sizes
     mine, reference = dataclasses.asdict(cfg), dataclasses.asdict(dataclasses.replace(PROFILES[cfg.profile], **named))
     return {k: v for k, v in mine.items() if v != reference[k]}

@@ -16,7 +16,14 @@ aaf         :class:`~aafcore.losses.AdaptiveAffinityFieldLoss` (Eq. 6-7); its we
 emb         :class:`~aafcore.losses.PixelEmbeddingLoss` on the head's penultimate features (Eq. 9)
 gan         the segmenter's side of Eq. 8 against a :class:`~aafcore.losses.PatchDiscriminator`
             trained alongside with Adam after every step of the network
+aaf_frozen  control (a): the AAF loss with its size weights frozen at their uniform start, no
+            adversary (a multi-size affinity field loss): what the adversary adds
+aaf_min     control (b): the AAF loss with its size weights *minimised* instead of maximised
 ==========  ==========================================================================================
+
+The AAF family (:data:`AAF_METHODS`) shares the kernel sizes, ``weight_by`` (control (c) is
+``aaf`` with ``weight_by="channel"``), the ``aux`` checkpoint entry and the ``aaf`` block of
+``metrics.json`` (effective kernel sizes).
 
 The order of the calls in one step is fixed by the trainer::
 
@@ -34,8 +41,8 @@ from torch import Tensor
 from aafcore import losses
 from aafcore.distributed import average_gradients
 
-__all__ = ["Objective", "AffinityObjective", "AAFObjective", "EmbeddingObjective", "GANObjective",
-           "OBJECTIVES", "METHODS", "build_objective"]
+__all__ = ["Objective", "AffinityObjective", "AAFObjective", "FrozenAAFObjective", "MinimisedAAFObjective",
+           "EmbeddingObjective", "GANObjective", "OBJECTIVES", "METHODS", "AAF_METHODS", "build_objective"]
 
 
 class Objective:
@@ -104,6 +111,7 @@ class AAFObjective(Objective):
     """
 
     name = "aaf"
+    maximize = True           # the adversary: the size weights ascend the loss
 
     def __init__(self, cfg, num_classes, ignore_index, device):
         super().__init__(cfg, num_classes, ignore_index, device)
@@ -111,7 +119,7 @@ class AAFObjective(Objective):
             num_classes, cfg.kernel_sizes, cfg.margin, cfg.lambda_edge, cfg.lambda_not_edge, ignore_index,
             weight_by=cfg.weight_by).to(device)
         self.optimizer = torch.optim.SGD([{"params": list(self.aaf.parameters()), "initial_lr": cfg.lr}], lr=cfg.lr,
-                                         momentum=cfg.momentum, weight_decay=0.0, maximize=True)
+                                         momentum=cfg.momentum, weight_decay=0.0, maximize=self.maximize)
         self.follows_schedule = True
 
     def loss(self, logits, features, labels):
@@ -145,6 +153,37 @@ class AAFObjective(Objective):
 
     def result(self):
         return {"aaf": self.weights()}
+
+
+class MinimisedAAFObjective(AAFObjective):
+    """``aaf_min``, control (b): as ``aaf``, but the size weights *descend* the loss (the opposite of
+    the paper's adversary), same optimiser, rate and schedule."""
+
+    name = "aaf_min"
+    maximize = False
+
+
+class FrozenAAFObjective(AAFObjective):
+    """``aaf_frozen``, control (a): the AAF loss with its size weights frozen at their start (zero
+    logits: uniform weights ``1/K`` over the sizes, for every class), no optimiser.  The same loss
+    as ``aaf`` at step 0; the difference to ``aaf`` is what the adversary adds."""
+
+    name = "aaf_frozen"
+
+    def __init__(self, cfg, num_classes, ignore_index, device):
+        super().__init__(cfg, num_classes, ignore_index, device)
+        self.aaf.requires_grad_(False)
+        self.optimizer = None
+        self.follows_schedule = False
+
+    def before_network_step(self, distributed):
+        pass
+
+    def state_dict(self):
+        return {"aux": self.aaf.state_dict()}
+
+    def load_state_dict(self, state):
+        self.aaf.load_state_dict(state["aux"])
 
 
 class EmbeddingObjective(Objective):
@@ -201,8 +240,10 @@ class GANObjective(Objective):
 
 
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (
-    Objective, AffinityObjective, AAFObjective, EmbeddingObjective, GANObjective)}
+    Objective, AffinityObjective, AAFObjective, EmbeddingObjective, GANObjective, FrozenAAFObjective,
+    MinimisedAAFObjective)}
 METHODS = tuple(OBJECTIVES)
+AAF_METHODS = tuple(name for name, cls in OBJECTIVES.items() if issubclass(cls, AAFObjective))
 
 
 def build_objective(cfg, num_classes: int, ignore_index: int, device: torch.device) -> Objective:

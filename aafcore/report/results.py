@@ -31,8 +31,10 @@ __all__ = ["PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "pa
            "select_rows", "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log"]
 
 PAPER_TABLES = Path(__file__).resolve().parent.parent / "paper_tables"
-METHOD_ORDER = ["baseline", "crf", "gan", "emb", "affinity", "aaf"]
-_LABELS = {"crf": "CRF", "gan": "GAN", "emb": "Emb.", "affinity": "Affinity", "aaf": "AAF"}
+METHOD_ORDER = ["baseline", "crf", "gan", "emb", "affinity", "aaf", "aaf_frozen", "aaf_min"]
+_LABELS = {"crf": "CRF", "gan": "GAN", "emb": "Emb.", "affinity": "Affinity", "aaf": "AAF",
+           "aaf_frozen": "AAF, frozen weights", "aaf_min": "AAF, minimised weights"}
+_AAF_METHODS = ("aaf", "aaf_frozen", "aaf_min")   # aafcore.objectives.AAF_METHODS (imports torch)
 _BASE_LABELS = {"fcn": "FCN", "pspnet": "PSPNet"}
 _DATASET_LABELS = {"voc2012": "VOC", "cityscapes": "Cityscapes"}
 _BOOKKEEPING = ["table_id", "dataset", "split", "metric"]
@@ -107,7 +109,7 @@ def _flatten(result: dict, run_dir: Path, tag: str) -> dict:
     method = "crf" if crf and cfg.get("method") == "baseline" else cfg.get("method")
     row = {"run": run_dir.name, "tag": tag, "base": cfg.get("base"),
            "method": method, "trained_method": cfg.get("method"), "seed": cfg.get("seed"),
-           "kernel_sizes": ",".join(str(k) for k in cfg.get("kernel_sizes", [])) if cfg.get("method") == "aaf" else "",
+           "kernel_sizes": ",".join(str(k) for k in cfg.get("kernel_sizes", [])) if cfg.get("method") in _AAF_METHODS else "",
            "split": ev.get("split"), "domain": ev.get("domain"), "mode": ev.get("mode"),
            "path": str(run_dir / ("metrics.json" if tag == "train" else f"eval/{tag}/metrics.json"))}
     prov = result.get("provenance", {})
