@@ -31,6 +31,7 @@ from aafcore.crf import CRFParams
 from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
 from aafcore.errors import one_line
 from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
+from aafcore.launch import EXECUTORS, Launcher
 from aafcore.reproduce import reproduce
 from aafcore.runs import check_writable_dir, environment
 from aafcore.train import train
@@ -129,8 +130,33 @@ def _reproduce(args) -> int:
                          f"-p data_root DIR), see the book's reproduction chapter")
     if args.data_root is not None and not os.path.isdir(args.data_root):
         raise FileNotFoundError(f"data root not found: {args.data_root}")
+    launcher = Launcher(jobs=args.jobs, executor=args.executor, partition=args.partition, time_min=args.time_min,
+                        gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job)
     return reproduce(args.profile, results_root=args.results, data_root=args.data_root, force=args.force,
-                     book=not args.no_book, only=args.only, dry_run=args.dry_run)
+                     book=not args.no_book, only=args.only, dry_run=args.dry_run, launcher=launcher,
+                     reports=not args.no_reports)
+
+
+def _add_reproduce(sub) -> None:
+    """The ``aaf reproduce`` sub-command and its options (how the study's jobs are launched too)."""
+    rp = sub.add_parser("reproduce", help="run every training/evaluation notebook, the results and the book")
+    rp.add_argument("--profile", default="cpu", help="smoke, cpu or gpu (default cpu)")
+    rp.add_argument("--results", default="results", help="results root (default results)")
+    rp.add_argument("--data-root", help="dataset directory (default: generate data/synthetic-<profile>)")
+    rp.add_argument("--force", action="store_true", help="re-run every notebook and retrain every run")
+    rp.add_argument("--only", help="only the runs whose name contains this (e.g. pspnet-aaf-s0)")
+    rp.add_argument("--no-book", action="store_true", help="do not build the book")
+    rp.add_argument("--no-reports", action="store_true", help="only the trainings and evaluations")
+    rp.add_argument("--jobs", type=int, default=1,
+                    help="trainings (then evaluations) side by side: one per GPU, or the CPU cores shared out")
+    rp.add_argument("--executor", default="local", choices=EXECUTORS,
+                    help="local (this machine), slurm (each job through submitit), submitit-local (a test)")
+    rp.add_argument("--partition", help="Slurm partition (--executor slurm)")
+    rp.add_argument("--time-min", type=int, default=60, help="Slurm time limit per job, minutes (default 60)")
+    rp.add_argument("--gpus-per-job", type=int, default=0, help="Slurm GPUs per job (default 0)")
+    rp.add_argument("--cpus-per-job", type=int, help="Slurm CPUs per job")
+    rp.add_argument("--dry-run", action="store_true", help="list what would run")
+    rp.set_defaults(func=_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,15 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev.set_defaults(func=_evaluate)
 
-    rp = sub.add_parser("reproduce", help="run every training/evaluation notebook, the results and the book")
-    rp.add_argument("--profile", default="cpu", help="smoke, cpu or gpu (default cpu)")
-    rp.add_argument("--results", default="results", help="results root (default results)")
-    rp.add_argument("--data-root", help="dataset directory (default: generate data/synthetic-<profile>)")
-    rp.add_argument("--force", action="store_true", help="re-run every notebook and retrain every run")
-    rp.add_argument("--only", help="only the runs whose name contains this (e.g. pspnet-aaf-s0)")
-    rp.add_argument("--no-book", action="store_true", help="do not build the book")
-    rp.add_argument("--dry-run", action="store_true", help="list what would run")
-    rp.set_defaults(func=_reproduce)
+    _add_reproduce(sub)
     return parser
 
 

@@ -21,13 +21,11 @@ copy and every other result stay untouched, the other jobs go on, and the comman
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
+import dataclasses
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from aafcore.config import config_hash, data_identity, prepare_data, profile_config, run_dir, run_name
@@ -35,9 +33,11 @@ from aafcore.crf import CRFParams
 from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, synthetic_meta
 from aafcore.evaluate import evaluation_hash, evaluation_tag
 from aafcore.inference import InferenceConfig
+from aafcore.launch import Job, Launcher, run_stage, tag_parameter_cells
 from aafcore.runs import check_writable_dir, locked
 
-__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "Job", "plan", "reproduce", "book_notebooks"]
+__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "Job", "Launcher", "plan", "reproduce",
+           "book_notebooks", "tag_parameter_cells"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -90,40 +90,6 @@ EVALUATIONS: tuple[EvaluationSet, ...] = (
 # the book's results notebooks, in the order they run (each reads results/ only)
 REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
            "results_cost", "figure5", "claims", "performance", "tutorial")
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-
-
-@dataclass
-class Job:
-    """One notebook execution: ``template`` with ``parameters`` into the executed copy ``output``."""
-
-    kind: str                      # "train" | "evaluate" | "report"
-    name: str
-    template: Path
-    output: Path
-    parameters: dict = field(default_factory=dict)
-    result: Path | None = None     # the metrics.json the job produces
-    result_hash: tuple[str, str] | None = None   # (key in the result, expected value)
-
-    def finished(self) -> bool:
-        """The executed copy is from the current template and the result matches its settings."""
-        if not self.output.is_file():
-            return False
-        try:
-            meta = json.loads(self.output.read_text()).get("metadata", {}).get("aafcore", {})
-        except ValueError:
-            return False
-        if meta.get("template_sha256") != _sha(self.template) or meta.get("parameters") != self.parameters:
-            return False
-        if self.result is None:
-            return True
-        if not self.result.is_file():
-            return False
-        key, expected = self.result_hash
-        return json.loads(self.result.read_text()).get(key) == expected
 
 
 def _data_identity(cfg, data_root) -> dict:
@@ -200,52 +166,6 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
     return jobs
 
 
-def _execute(job: Job) -> None:
-    """Run ``job`` with papermill into a temporary copy, then move it into place."""
-    import nbformat
-    import papermill
-
-    job.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = job.output.with_name(job.output.stem + ".running.ipynb")
-    try:
-        papermill.execute_notebook(str(job.template), str(tmp), parameters=job.parameters, cwd=str(ROOT),
-                                   progress_bar=False, kernel_name="python3")
-    except BaseException:
-        if tmp.exists():
-            os.replace(tmp, job.output.with_name(job.output.stem + ".failed.ipynb"))
-        raise
-    nb = nbformat.read(tmp, as_version=4)
-    nb.metadata["aafcore"] = {"template": str(job.template.relative_to(ROOT)), "template_sha256": _sha(job.template),
-                              "parameters": {k: v for k, v in job.parameters.items() if k != "force"}}
-    tag_parameter_cells(nb)
-    nbformat.write(nb, tmp)
-    os.replace(tmp, job.output)
-    failed = job.output.with_name(job.output.stem + ".failed.ipynb")
-    failed.unlink(missing_ok=True)
-
-
-def tag_parameter_cells(nb) -> None:
-    """Jupyter Book tags for the parameter cells of an executed notebook: the template's defaults
-    (``parameters``) are removed from the page, papermill's ``injected-parameters`` (the values
-    this copy ran with) are folded behind a "show" button."""
-    for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        for trigger, tag in (("parameters", "remove-cell"), ("injected-parameters", "hide-input")):
-            if trigger in tags and tag not in tags:
-                tags.append(tag)
-
-
-def _describe_failure(job: Job, exc: BaseException) -> str:
-    cell = getattr(exc, "exec_count", None)
-    index = getattr(exc, "cell_index", None)
-    where = f"cell {index}" if index is not None else "a cell"
-    if cell is not None:
-        where += f" (execution count {cell})"
-    reason = f"{getattr(exc, 'ename', type(exc).__name__)}: {getattr(exc, 'evalue', exc)}"
-    reason = " ".join(str(reason).split())[:300]
-    return f"{job.name}: notebook {job.template.relative_to(ROOT)} failed in {where}: {reason}"
-
-
 def book_notebooks() -> list[Path]:
     """The notebooks of the book (``_toc.yml``), for nbval."""
     import yaml
@@ -278,51 +198,70 @@ def build_book(warnings_as_errors: bool = False) -> int:
 
 def reproduce(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results",
               data_root: str | Path | None = None, force: bool = False, book: bool = True,
-              only: str | None = None, dry_run: bool = False) -> int:
+              only: str | None = None, dry_run: bool = False, launcher: Launcher | None = None,
+              reports: bool = True) -> int:
     """Run the jobs of :func:`plan` (skipping finished ones unless ``force``) and build the book.
 
-    Returns the exit status: 0 when every job and the book succeeded, 1 otherwise.  The results
-    tree is locked while it runs: a second ``aaf reproduce`` on it stops at once with "results tree
-    D is in use by process P".
+    The trainings run first, then the evaluations, each stage as ``launcher`` says (one at a
+    time by default; side by side, or on Slurm: :mod:`aafcore.launch`), then the results
+    notebooks (``reports``) one at a time.  Returns the exit status: 0 when every job and the book
+    succeeded, 1 otherwise.  The results tree is locked while it runs: a second ``aaf reproduce``
+    on it stops at once with "results tree D is in use by process P".
     """
+    launcher = launcher or Launcher()
+    if launcher.folder is None:
+        launcher = dataclasses.replace(launcher, folder=Path(results_root) / ".submitit")
+    args = (profile, dataset, results_root, data_root, force, book, only, dry_run, launcher, reports)
     if dry_run:
-        return _run_jobs(profile, dataset, results_root, data_root, force, book, only, dry_run)
+        return _run_jobs(*args)
     check_writable_dir(results_root, "results folder")
     with locked(results_root, "results tree"):
-        return _run_jobs(profile, dataset, results_root, data_root, force, book, only, dry_run)
+        return _run_jobs(*args)
 
 
-def _run_jobs(profile: str, dataset: str, results_root: str | Path, data_root, force: bool, book: bool,
-              only: str | None, dry_run: bool) -> int:
-    start = time.perf_counter()
-    jobs = plan(profile, dataset, results_root, data_root, only)
-    failures: list[str] = []
-    upstream_ran = False
-    for i, job in enumerate(jobs, 1):
-        prefix = f"[{i}/{len(jobs)}] {job.name}"
+def _pending(stage: list[Job], numbered: dict, force: bool, dry_run: bool, upstream_ran: bool) -> list[Job]:
+    """The jobs of a stage that must run (printing what is skipped); ``force`` marks them."""
+    todo = []
+    for job in stage:
         stale = not job.finished() or (job.kind == "report" and upstream_ran)
         if not (force or stale):
-            print(f"{prefix}: finished, skipped", flush=True)
+            print(f"{numbered[id(job)]}: finished, skipped", flush=True)
             continue
         if dry_run:
-            print(f"{prefix}: would run", flush=True)
+            print(f"{numbered[id(job)]}: would run", flush=True)
             continue
         if force and job.kind != "report":
             job.parameters = {**job.parameters, "force": True}
-        print(f"{prefix}: running {job.template.name} -> {job.output.relative_to(ROOT) if job.output.is_relative_to(ROOT) else job.output}",
-              flush=True)
-        tick = time.perf_counter()
-        try:
-            _execute(job)
-        except Exception as exc:  # noqa: BLE001 - every failure is reported, the others go on
-            failures.append(_describe_failure(job, exc))
-            print(f"{prefix}: FAILED ({failures[-1]})", flush=True)
-            continue
-        finally:
+        where = job.output.relative_to(ROOT) if job.output.is_relative_to(ROOT) else job.output
+        print(f"{numbered[id(job)]}: running {job.template.name} -> {where}", flush=True)
+        todo.append(job)
+    return todo
+
+
+def _run_jobs(profile: str, dataset: str, results_root: str | Path, data_root, force: bool, book: bool,
+              only: str | None, dry_run: bool, launcher: Launcher, reports: bool) -> int:
+    start = time.perf_counter()
+    jobs = [j for j in plan(profile, dataset, results_root, data_root, only) if reports or j.kind != "report"]
+    numbered = {id(job): f"[{i}/{len(jobs)}] {job.name}" for i, job in enumerate(jobs, 1)}
+    failures: list[str] = []
+    upstream_ran = False
+    for kind in ("train", "evaluate", "report"):
+        todo = _pending([j for j in jobs if j.kind == kind], numbered, force, dry_run, upstream_ran)
+        last = [time.perf_counter()]
+
+        def report(job: Job, failure: str | None) -> None:
+            now = time.perf_counter()
+            if failure is None:
+                print(f"{numbered[id(job)]}: done in {now - last[0]:.0f} s", flush=True)
+            else:
+                print(f"{numbered[id(job)]}: FAILED ({failure})", flush=True)
+            last[0] = now
+
+        outcome = run_stage(todo, launcher if kind != "report" else Launcher(), report)
+        for job in todo:
             job.parameters.pop("force", None)
-        upstream_ran = upstream_ran or job.kind != "report"
-        print(f"{prefix}: done in {time.perf_counter() - tick:.0f} s", flush=True)
-    status = 0
+        failures += [f for f in outcome if f is not None]
+        upstream_ran = upstream_ran or (kind != "report" and any(f is None for f in outcome))
     if book and not dry_run:
         print("building the book: jupyter-book build .", flush=True)
         if build_book() != 0:
@@ -332,11 +271,10 @@ def _run_jobs(profile: str, dataset: str, results_root: str | Path, data_root, f
         print(f"reproduce: {len(failures)} failure(s) in {minutes:.1f} min:", file=sys.stderr)
         for f in failures:
             print(f"  {f}", file=sys.stderr)
-        status = 1
-    else:
-        print(f"reproduce: all {len(jobs)} jobs finished in {minutes:.1f} min"
-              + ("; the book is in _build/html/index.html" if book and not dry_run else ""))
-    return status
+        return 1
+    print(f"reproduce: all {len(jobs)} jobs finished in {minutes:.1f} min"
+          + ("; the book is in _build/html/index.html" if book and not dry_run else ""))
+    return 0
 
 
 def nbval_notebooks() -> list[Path]:
