@@ -70,9 +70,14 @@ class TrainConfig:
     checkpoint_every: int = 4
     log_every: int = 1               # AAF weights are logged every log_every * 10 steps
     num_workers: int = 0
+    # learning curve: every monitor_every steps the model is evaluated on monitor_split (single
+    # scale) into monitor_log.jsonl; the study's step count and learning rate are chosen from it
+    # on the baseline, on a tuning split that is neither val nor test (0 = off)
+    monitor_every: int = 0
+    monitor_split: str = "tuning"
 
     def __post_init__(self):
-        for name in ("profile", "train_split", "val_split", "finetune_split"):   # they name folders and files
+        for name in ("profile", "train_split", "val_split", "finetune_split", "monitor_split"):   # folder/file names
             check_name(getattr(self, name), name)
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
@@ -95,8 +100,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.finetune_steps < 0:
-            raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
+        if self.finetune_steps < 0 or self.monitor_every < 0:
+            raise ValueError(f"finetune_steps and monitor_every must be >= 0, got {self.finetune_steps}, "
+                             f"{self.monitor_every}")
         if self.steps + self.finetune_steps > MAX_STEPS:
             raise ValueError(f"steps + finetune_steps = {self.steps + self.finetune_steps} is over {MAX_STEPS:.0e}: "
                              f"a typo? (the paper trains 90K steps)")
@@ -121,7 +127,7 @@ class TrainConfig:
 
 
 _INT_FIELDS = ("seed", "steps", "batch_size", "crop_size", "gan_depth", "finetune_steps", "checkpoint_every",
-               "log_every", "num_workers")
+               "log_every", "num_workers", "monitor_every")
 MAX_STEPS = 10 ** 8
 MIN_CROP_SIZE = 16
 
@@ -153,7 +159,8 @@ PRETRAINED_PROFILES = ("voc", "cityscapes")
 TORCHVISION_WEIGHTS = {"resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth"}
 # fields added after runs were committed: left out of the hash while at their defaults, so that
 # the hash of an older configuration does not change
-_HASH_OMIT_IF_DEFAULT = ("finetune_steps", "finetune_lr", "finetune_split", "eval_crop_size", "eval_stride")
+_HASH_OMIT_IF_DEFAULT = ("finetune_steps", "finetune_lr", "finetune_split", "eval_crop_size", "eval_stride",
+                         "monitor_every", "monitor_split")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 

@@ -47,15 +47,16 @@ from torch import nn
 from aafcore import losses
 from aafcore.config import (BASES, METHODS, PROFILES, TrainConfig, check_weights, config_hash, data_identity,
                             default_data_root, load_config, overrides, prepare_data, profile_config, run_dir, run_name)
-from aafcore.datasets import SYNTHETIC_PROFILES, TrainAugment, build_dataset, synthetic_meta
+from aafcore.datasets import SYNTHETIC_PROFILES, TrainAugment, build_dataset, class_groups, synthetic_meta
 from aafcore.distributed import (CPUSyncBatchNorm, convert_sync_batchnorm, dist_info, init_process_group,
                                  torchrun_command)
 from aafcore.errors import NonFiniteError
 from aafcore.inference import InferenceConfig, evaluate_model, evaluation_result
 from aafcore.models import build_model
 from aafcore.objectives import build_objective
+from aafcore.metrics import group_means
 from aafcore.runs import (atomic_save, atomic_write_text, check_writable_dir, device_name, file_sha256, git_commit,
-                          load_checkpoint, locked, read_json, resolve_device, truncate_log, write_json)
+                          jsonable, load_checkpoint, locked, read_json, resolve_device, truncate_log, write_json)
 from aafcore.runs import provenance as run_provenance
 from aafcore.safety import (ReproducibilityWarning, DeferredInterrupt, all_finite, check_numerics, claim_folder,
                             divergence_error)
@@ -304,6 +305,7 @@ class _Data:
     stages: list
     val: object
     identity: dict
+    monitor: object = None     # the learning curve's split (``monitor_every``), or None
 
 
 def _load_data(cfg: TrainConfig, data_root, rank: int, distributed: bool, progress: bool) -> _Data:
@@ -319,6 +321,7 @@ def _load_data(cfg: TrainConfig, data_root, rank: int, distributed: bool, progre
         stages.append(build_dataset(cfg.dataset, root, split=cfg.finetune_split))
     val = build_dataset(cfg.dataset, root, split=cfg.val_split)
     identity = data_identity(getattr(stages[0], "meta", None))
+    monitor = build_dataset(cfg.dataset, root, split=cfg.monitor_split) if cfg.monitor_every else None
     if rank == 0 and cfg.dataset == "synthetic" and cfg.profile in SYNTHETIC_PROFILES:
         specs = {name: data_identity(synthetic_meta(spec)).get("spec") for name, spec in SYNTHETIC_PROFILES.items()}
         if identity.get("spec") != specs[cfg.profile]:
@@ -326,7 +329,7 @@ def _load_data(cfg: TrainConfig, data_root, rank: int, distributed: bool, progre
             warnings.warn(f"the data at {root} is the {theirs!r} synthetic benchmark, not the {cfg.profile!r} "
                           f"profile's: the run trains on it (its config hash records the data)", UserWarning,
                           stacklevel=3)
-    return _Data(root, stages, val, identity)
+    return _Data(root, stages, val, identity, monitor)
 
 
 def _resume(trainer: Trainer, cfg: TrainConfig, out: Path, resume: bool | None, rank: int) -> int:
@@ -345,10 +348,11 @@ def _resume(trainer: Trainer, cfg: TrainConfig, out: Path, resume: bool | None, 
     elif resume and rank == 0:
         print(f"{out}: no checkpoint to resume from; starting at step 0", file=sys.stderr)
     if rank == 0:
-        if start == 0:
-            log_path.unlink(missing_ok=True)
-        else:
-            truncate_log(log_path, start)
+        for path, keep_below in ((log_path, start), (out / "monitor_log.jsonl", start + 1)):
+            if start == 0:
+                path.unlink(missing_ok=True)
+            else:
+                truncate_log(path, keep_below)
     return start
 
 
@@ -390,8 +394,22 @@ def _checkpoint(trainer: Trainer, done: int, out: Path, log, record: dict, label
     atomic_save(state, out / "checkpoint.pt")
 
 
+def _monitor(trainer: Trainer, dataset, done: int, out: Path) -> None:
+    """One point of the learning curve: the model after ``done`` steps on the monitor split (single
+    scale, no predictions saved) appended to ``monitor_log.jsonl`` (mIoU, pixel accuracy, group means)."""
+    cfg = trainer.cfg
+    inference = InferenceConfig(crop_size=cfg.eval_crop_size, stride=cfg.eval_stride)
+    ev = evaluate_model(trainer.model, dataset, trainer.device, inference,
+                        channels_last=trainer.cuda and cfg.channels_last)
+    group_means(ev, class_groups(dataset))
+    record = {"step": done, "split": cfg.monitor_split,
+              **{k: v for k, v in ev.items() if k == "pixel_accuracy" or k.startswith("miou")}}
+    with open(out / "monitor_log.jsonl", "a") as f:
+        f.write(json.dumps(jsonable(record)) + "\n")
+
+
 def _run_steps(trainer: Trainer, loader, start: int, out: Path, rank: int, world: int, progress: bool,
-               stop_after: int | None) -> list[float] | None:
+               stop_after: int | None, monitor=None) -> list[float] | None:
     """The loop: one checked step per batch, the log (rank 0), checkpoints every ``checkpoint_every``
     steps, at the end of each stage and on Ctrl-C.  Returns the step times, or None when
     ``stop_after`` ended it early."""
@@ -420,6 +438,8 @@ def _run_steps(trainer: Trainer, loader, start: int, out: Path, rank: int, world
                 if rank == 0 and (done % cfg.checkpoint_every == 0 or done in (cfg.steps, cfg.total_steps)
                                   or interrupt.requested):
                     _checkpoint(trainer, done, out, log, record, labels)
+                if rank == 0 and monitor is not None and (done % cfg.monitor_every == 0 or done == cfg.total_steps):
+                    _monitor(trainer, monitor, done, out)
                 if interrupt.requested:
                     raise KeyboardInterrupt
                 if stop_after is not None and done - start >= stop_after:
@@ -505,7 +525,8 @@ def _train_and_evaluate(cfg: TrainConfig, data: _Data, out: Path, dev: torch.dev
     trainer = Trainer(cfg, data.stages[0].num_classes, dev, data.stages[0].ignore_index, world > 1)
     timing["start"] = _resume(trainer, cfg, out, resume, rank)
     loader = _loader(cfg, data, trainer, timing["start"], rank, world)
-    timing["step_times"] = _run_steps(trainer, loader, timing["start"], out, rank, world, progress, stop_after)
+    timing["step_times"] = _run_steps(trainer, loader, timing["start"], out, rank, world, progress, stop_after,
+                                      data.monitor)
     if timing["step_times"] is None:
         return {}
     timing["train_seconds"] = time.perf_counter() - timing["t0"]

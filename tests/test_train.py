@@ -299,3 +299,17 @@ def test_every_float_option_is_checked_up_front(field, value):
     """Issue 13, case 4: --lr nan / inf used to pass the checks (the message then blamed the loss)."""
     with pytest.raises(ValueError, match=f"{field} must be a finite number"):
         profile_config("smoke", **{field: value})
+
+
+def test_the_learning_curve_is_logged_and_survives_a_resume(smoke_data, tmp_path):
+    cfg = profile_config("smoke", steps=6, checkpoint_every=2, monitor_every=2, monitor_split="val")
+    plain = profile_config("smoke", steps=6, checkpoint_every=2)
+    assert config_hash(plain) == config_hash(dataclasses.replace(cfg, monitor_every=0, monitor_split="tuning"))
+    assert config_hash(cfg) != config_hash(plain)
+    train(cfg, tmp_path / "full", data_root=smoke_data, progress=False)
+    full = [json.loads(line) for line in (tmp_path / "full" / "monitor_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in full] == [2, 4, 6] and all(0 <= r["miou"] <= 1 and r["split"] == "val" for r in full)
+    assert {"miou_thin", "miou_large", "pixel_accuracy"} <= set(full[0])
+    train(cfg, tmp_path / "cut", data_root=smoke_data, progress=False, stop_after=3)   # checkpoint at step 2
+    train(cfg, tmp_path / "cut", data_root=smoke_data, progress=False)
+    assert (tmp_path / "cut" / "monitor_log.jsonl").read_text() == (tmp_path / "full" / "monitor_log.jsonl").read_text()

@@ -54,3 +54,23 @@ __all__ = [
     # figures
     "plot_training", "plot_predictions", "plot_kernel_sizes",
 ]
+
+# The study's paired statistics (aafcore.report.stats: paired differences, paired t-test, Holm,
+# Bonferroni intervals, verdicts; its ``verdict`` is exported as ``ci_verdict``, ``verdict`` being
+# the current ledger's) and its pre-registered protocol (aafcore.report.protocol: protocol/study.yaml
+# and its check in git).
+from aafcore.report.stats import (ALTERNATIVES, PAIRED_VERDICT_RULES, VERDICT_COLOURS, VERDICTS, PairedTest,
+                                  ci_verdict, corrected_alpha, every_class_verdict, holm, ledger_frame, metric_scale,
+                                  paired_differences, paired_test, style_ledger)
+from aafcore.report.protocol import (CLAIM_KINDS, PROTOCOL_PATH, ClaimSpec, Protocol, RunGroup, Side, load_protocol,
+                                     protocol_commit, protocol_dirty, rules_match, runs_after_protocol)
+
+__all__ += [
+    # stats
+    "VERDICTS", "ALTERNATIVES", "PAIRED_VERDICT_RULES", "VERDICT_COLOURS", "metric_scale", "paired_differences",
+    "PairedTest", "paired_test", "holm", "corrected_alpha", "ci_verdict", "every_class_verdict", "ledger_frame",
+    "style_ledger",
+    # protocol
+    "PROTOCOL_PATH", "CLAIM_KINDS", "Side", "RunGroup", "ClaimSpec", "Protocol", "load_protocol", "rules_match",
+    "protocol_commit", "protocol_dirty", "runs_after_protocol",
+]
