@@ -195,10 +195,13 @@ def check_weights(cfg: TrainConfig) -> None:
 
 
 def run_name(cfg: TrainConfig) -> str:
-    """``<base>-<method>[-k3_5]-s<seed>``: the kernel-size suffix only for non-default AAF sizes."""
+    """``<base>-<method>[-k3_5][-channel]-s<seed>``: for the AAF family, the kernel-size suffix for
+    non-default sizes and ``-channel`` for ``weight_by="channel"`` (control (c))."""
     suffix = ""
     if cfg.method in AAF_METHODS and tuple(cfg.kernel_sizes) != (3, 5, 7):
         suffix = "-k" + "_".join(str(k) for k in cfg.kernel_sizes)
+    if cfg.method in AAF_METHODS and cfg.weight_by != "label":
+        suffix += f"-{cfg.weight_by}"
     return f"{cfg.base}-{cfg.method}{suffix}-s{cfg.seed}"
 
 
@@ -212,7 +215,7 @@ def overrides(cfg: TrainConfig) -> dict:
         return {}
     named = {"base": cfg.base, "method": cfg.method, "seed": cfg.seed, "pretrained": cfg.pretrained}
     if cfg.method in AAF_METHODS:
-        named["kernel_sizes"] = cfg.kernel_sizes
+        named.update(kernel_sizes=cfg.kernel_sizes, weight_by=cfg.weight_by)
     mine, reference = dataclasses.asdict(cfg), dataclasses.asdict(dataclasses.replace(PROFILES[cfg.profile], **named))
     return {k: v for k, v in mine.items() if v != reference[k]}
 

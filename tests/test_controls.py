@@ -36,6 +36,9 @@ def test_the_controls_are_registered_and_named():
     assert tuple(_AAF_METHODS) == AAF_METHODS and set(METHODS) <= set(METHOD_ORDER)
     cfg = profile_config("cpu", method="aaf_frozen", kernel_sizes=(3, 5))
     assert run_name(cfg) == "pspnet-aaf_frozen-k3_5-s0" and run_dir(cfg).name == run_name(cfg)
+    channel = profile_config("cpu", method="aaf", weight_by="channel")      # control (c): a run of its own
+    assert run_name(channel) == "pspnet-aaf-channel-s0" and run_dir(channel).name == run_name(channel)
+    assert run_name(profile_config("cpu", method="aaf")) == "pspnet-aaf-s0"
 
 
 def test_frozen_weights_never_move_and_the_first_step_equals_aaf():

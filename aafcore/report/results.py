@@ -110,6 +110,7 @@ def _flatten(result: dict, run_dir: Path, tag: str) -> dict:
     row = {"run": run_dir.name, "tag": tag, "base": cfg.get("base"),
            "method": method, "trained_method": cfg.get("method"), "seed": cfg.get("seed"),
            "kernel_sizes": ",".join(str(k) for k in cfg.get("kernel_sizes", [])) if cfg.get("method") in _AAF_METHODS else "",
+           "weight_by": cfg.get("weight_by", "label") if cfg.get("method") in _AAF_METHODS else "",
            "split": ev.get("split"), "domain": ev.get("domain"), "mode": ev.get("mode"),
            "path": str(run_dir / ("metrics.json" if tag == "train" else f"eval/{tag}/metrics.json"))}
     prov = result.get("provenance", {})
