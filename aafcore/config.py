@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
 from aafcore.errors import check_name, one_line
-from aafcore.models import BACKBONES, BASES
+from aafcore.models import BACKBONES, BASES, FCN_HEADS
 from aafcore.objectives import AAF_METHODS, METHODS
 from aafcore.runs import digest, read_json
 
@@ -75,6 +75,9 @@ class TrainConfig:
     # on the baseline, on a tuning split that is neither val nor test (0 = off)
     monitor_every: int = 0
     monitor_split: str = "tuning"
+    # FCN's head: "official" = the authors' bare 1x1 classifier; "torchvision" = FCNHead (3x3 conv +
+    # BN + ReLU + dropout + 1x1), what the runs of benchmark v1 used
+    fcn_head: str = "torchvision"
 
     def __post_init__(self):
         for name in ("profile", "train_split", "val_split", "finetune_split", "monitor_split"):   # folder/file names
@@ -89,6 +92,8 @@ class TrainConfig:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.base not in BASES:
             raise ValueError(f"unknown base {self.base!r}; choose from {', '.join(BASES)}")
+        if self.fcn_head not in FCN_HEADS:
+            raise ValueError(f"unknown fcn_head {self.fcn_head!r}; choose from {', '.join(FCN_HEADS)}")
         for name in ("steps", "batch_size", "crop_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -150,17 +155,17 @@ PROFILES: dict[str, TrainConfig] = {
     "voc": TrainConfig(profile="voc", dataset="voc_aug", backbone="resnet101", steps=30000, batch_size=8,
                        crop_size=336, lr=1e-3, train_split="train_aug", finetune_steps=30000, finetune_lr=1e-4,
                        finetune_split="train", eval_crop_size=480, eval_stride=320, checkpoint_every=1000,
-                       log_every=10, num_workers=8),
+                       log_every=10, num_workers=8, fcn_head="official"),
     "cityscapes": TrainConfig(profile="cityscapes", dataset="cityscapes", backbone="resnet101", steps=90000,
                               batch_size=8, crop_size=720, lr=1e-3, eval_crop_size=720, eval_stride=480,
-                              checkpoint_every=1000, log_every=10, num_workers=8),
+                              checkpoint_every=1000, log_every=10, num_workers=8, fcn_head="official"),
 }
 PRETRAINED_PROFILES = ("voc", "cityscapes")
 TORCHVISION_WEIGHTS = {"resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth"}
 # fields added after runs were committed: left out of the hash while at their defaults, so that
 # the hash of an older configuration does not change
 _HASH_OMIT_IF_DEFAULT = ("finetune_steps", "finetune_lr", "finetune_split", "eval_crop_size", "eval_stride",
-                         "monitor_every", "monitor_split")
+                         "monitor_every", "monitor_split", "fcn_head")
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 

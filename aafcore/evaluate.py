@@ -109,7 +109,7 @@ def _load_model(ckpt_path: Path, trained: dict, cfg: TrainConfig, num_classes: i
     """The trained network of a finished run, on ``device``, from its checkpoint; and the step."""
     state = load_checkpoint(ckpt_path)
     _check_checkpoint(ckpt_path, state, trained, cfg)
-    model = build_model(cfg.base, cfg.backbone, num_classes)
+    model = build_model(cfg.base, cfg.backbone, num_classes, fcn_head=cfg.fcn_head)
     model.load_state_dict(state["model"])
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:

@@ -14,8 +14,11 @@
   are unchanged, so torchvision state dicts load (``pretrained=``).
 * Heads (no auxiliary loss head: the AAF authors' PSPNet code trains without one):
 
-  - ``fcn``: torchvision's ``FCNHead`` layout, 3x3 conv ``in -> in/4`` + BN + ReLU +
-    Dropout(0.1) + 1x1 conv to classes.
+  - ``fcn`` with ``fcn_head="official"``: the AAF authors' FCN (``seg_models/models/fcn.py``), a
+    bare 1x1 convolution from the backbone's features to the classes (:class:`LinearHead`);
+  - ``fcn`` with ``fcn_head="torchvision"`` (the default, kept for the runs of benchmark v1):
+    torchvision's ``FCNHead`` layout, 3x3 conv ``in -> in/4`` + BN + ReLU + Dropout(0.1) + 1x1
+    conv to classes.
   - ``pspnet`` (Zhao et al. 2017): pyramid pooling with bins (1, 2, 3, 6), each adaptive
     average pool -> 1x1 conv ``in -> in/4`` + BN + ReLU -> bilinear upsample; concat with the
     input (``2*in`` channels) -> 3x3 conv to ``head_channels`` (512 for ResNet-50/101 as in
@@ -61,11 +64,14 @@ __all__ = [
     "SegmentationModel",
     "ResNetBackbone",
     "FCNHead",
+    "LinearHead",
+    "FCN_HEADS",
     "PSPHead",
     "load_backbone_weights",
 ]
 
 BASES = ("fcn", "pspnet")
+FCN_HEADS = ("torchvision", "official")
 BACKBONES = ("resnet18", "resnet50", "resnet101", "narrow")
 
 NARROW_WIDTHS = (16, 32, 64, 128)  # ResNet-18 at a quarter of its width
@@ -217,6 +223,19 @@ class FCNHead(nn.Module):
         return self.classifier(self.dropout(features)), features
 
 
+class LinearHead(nn.Module):
+    """The AAF authors' FCN head: ``[N, in, h, w] -> (logits [N, C, h, w], features = the input)``,
+    one 1x1 convolution (with bias) from the backbone's features to the classes."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.feature_channels = in_channels
+        self.classifier = nn.Conv2d(in_channels, num_classes, 1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.classifier(x), x
+
+
 class PSPHead(nn.Module):
     """Pyramid pooling head: ``[N, in, h, w] -> (logits [N, C, h, w], features [N, D, h, w])``.
 
@@ -284,13 +303,14 @@ class SegmentationModel(nn.Module):
 
 
 def build_model(base: str, backbone: str, num_classes: int, pretrained: str | os.PathLike | None = None,
-                head_channels: int | None = None) -> SegmentationModel:
+                head_channels: int | None = None, fcn_head: str = "torchvision") -> SegmentationModel:
     """Build ``base`` ("fcn" | "pspnet") on a dilated ``backbone`` ("resnet18" | "resnet50" |
     "resnet101" | "narrow") with ``num_classes`` outputs.
 
     ``pretrained``: a local torchvision ResNet state dict file loaded into the backbone (see
     :func:`load_backbone_weights`).  ``head_channels``: PSPNet's bottleneck width (default 512
-    for ResNet-50/101, ``in/4`` otherwise); FCN's is always ``in/4``.
+    for ResNet-50/101, ``in/4`` otherwise); FCN's is always ``in/4``.  ``fcn_head``: ``"official"``
+    (the authors' bare 1x1 classifier) or ``"torchvision"`` (``FCNHead``); pspnet ignores it.
     """
     if base not in BASES:
         raise ValueError(f"unknown base {base!r}; choose one of {', '.join(BASES)}")
@@ -304,7 +324,9 @@ def build_model(base: str, backbone: str, num_classes: int, pretrained: str | os
     if base == "fcn":
         if head_channels is not None:
             raise ValueError("head_channels applies to pspnet only; FCN's head width is in_channels/4")
-        head = FCNHead(net.out_channels, num_classes)
+        if fcn_head not in FCN_HEADS:
+            raise ValueError(f"unknown fcn_head {fcn_head!r}; choose one of {', '.join(FCN_HEADS)}")
+        head = (LinearHead if fcn_head == "official" else FCNHead)(net.out_channels, num_classes)
     else:
         head = PSPHead(net.out_channels, num_classes, head_channels)
     return SegmentationModel(net, head, base, int(num_classes))

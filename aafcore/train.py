@@ -146,7 +146,7 @@ class Trainer:
         self.amp = cfg.amp and self.cuda
 
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.base, cfg.backbone, num_classes, pretrained=cfg.pretrained)
+        model = build_model(cfg.base, cfg.backbone, num_classes, pretrained=cfg.pretrained, fcn_head=cfg.fcn_head)
         if distributed:
             model = convert_sync_batchnorm(model, self.device)
         backbone_params, head_params = list(model.backbone_parameters()), list(model.head_parameters())

@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     cfg = profile_config(args.profile, base=args.base)
     root = prepare_data(cfg, args.data_root, progress=False)
     ds = build_dataset(cfg.dataset, root, split=cfg.val_split)
-    model = build_model(cfg.base, cfg.backbone, ds.num_classes)
+    model = build_model(cfg.base, cfg.backbone, ds.num_classes, fcn_head=cfg.fcn_head)
     run = Path(args.run) if args.run else run_dir(cfg)
     weights = "random initialisation"
     if (run / "checkpoint.pt").is_file():

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from aafcore.models import BACKBONES, BASES, SegmentationModel, build_model
+from aafcore.models import BACKBONES, BASES, FCNHead, SegmentationModel, build_model
 
 SMALL = ("narrow", "resnet18")
 
@@ -303,3 +303,18 @@ def test_eval_deterministic_train_updates_bn():
     after = model.state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in before)
     assert int(model.backbone.bn1.num_batches_tracked) == 1
+
+
+def test_the_authors_fcn_is_a_bare_1x1_classifier():
+    from aafcore.models import LinearHead
+
+    model = build_model("fcn", "narrow", 5, fcn_head="official")
+    assert isinstance(model.head, LinearHead)
+    assert [name for name, _ in model.head.named_parameters()] == ["classifier.weight", "classifier.bias"]
+    assert model.head.classifier.kernel_size == (1, 1)
+    x = torch.randn(2, 3, 48, 40)
+    logits, features = model(x, with_features=True)
+    assert logits.shape == (2, 5, 6, 5) and torch.equal(features, model.backbone(x))
+    assert isinstance(build_model("fcn", "narrow", 5).head, FCNHead)       # the v1 default is unchanged
+    with pytest.raises(ValueError, match="fcn_head"):
+        build_model("fcn", "narrow", 5, fcn_head="fancy")
