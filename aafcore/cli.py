@@ -26,7 +26,8 @@ import time
 import warnings
 
 from aafcore import __version__
-from aafcore.config import BACKBONES, BASES, METHODS, PROFILES, load_config, profile_config, run_dir
+from aafcore.config import (BACKBONES, BASES, METHODS, PROFILES, generation_workers, load_config, profile_config,
+                            run_dir)
 from aafcore.crf import CRFParams
 from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
 from aafcore.errors import one_line
@@ -56,7 +57,8 @@ def _data(args) -> int:
     out = args.out or f"data/synthetic-{args.profile}"
     check_writable_dir(out, "data folder")
     start = time.perf_counter()
-    root = generate_synthetic(out, SYNTHETIC_PROFILES[args.profile], progress=not args.no_progress)
+    spec = SYNTHETIC_PROFILES[args.profile]
+    root = generate_synthetic(out, spec, progress=not args.no_progress, workers=generation_workers(spec))
     print(f"synthetic benchmark ({args.profile}) at {root} ({time.perf_counter() - start:.1f} s)")
     return 0
 

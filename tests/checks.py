@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,3 +34,14 @@ def blank_labels(root: Path, prefix: str) -> None:
         blank = Image.fromarray(np.full((im.height, im.width), 255, np.uint8), mode="P")
         blank.putpalette(im.getpalette())
         blank.save(png)
+
+
+def tree_hashes(root) -> dict[str, str]:
+    """sha256 of every file under ``root``, by path relative to it."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out

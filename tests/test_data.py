@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from checks import tree_hashes
 
 from aafcore.datasets import (
     MEAN,
@@ -34,14 +34,6 @@ SMOKE = SYNTHETIC_PROFILES["smoke"]
 TINY = SyntheticSpec(image_size=48, train=3, val=2, test=2, val_shifted=2, test_shifted=2, seed=0)
 
 
-def _hashes(root):
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(dirpath, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 def _one_line(excinfo, *words):
@@ -60,7 +52,7 @@ def smoke_root(tmp_path_factory):
 
 
 def test_profiles_and_class_table():
-    assert set(SYNTHETIC_PROFILES) == {"smoke", "cpu", "gpu"}
+    assert set(SYNTHETIC_PROFILES) == {"smoke", "cpu", "gpu", "study"}   # study: benchmark v2
     cpu = SYNTHETIC_PROFILES["cpu"]
     assert 96 <= cpu.image_size <= 160 and 600 <= cpu.train <= 1000
     assert 150 <= cpu.val <= 300 and 150 <= cpu.test <= 300
@@ -81,14 +73,14 @@ def test_profiles_and_class_table():
 
 def test_generator_is_deterministic(tmp_path, smoke_root):
     again = generate_synthetic(tmp_path / "again", SMOKE)
-    assert _hashes(again) == _hashes(smoke_root)
+    assert tree_hashes(again) == tree_hashes(smoke_root)
     # one image, rendered on its own, equals the file written within the whole generation
     _, label, instance = render_synthetic(SMOKE, "val", "shifted", 3)
     for sub, want in (("SegmentationClass", label), ("SegmentationObject", instance)):
         assert np.array_equal(np.array(Image.open(smoke_root / sub / "val_shifted_00003.png")), want)
     # another seed gives other scenes
     other = generate_synthetic(tmp_path / "other", SyntheticSpec(**{**SMOKE.__dict__, "seed": 1}))
-    h0, h1 = _hashes(smoke_root), _hashes(other)
+    h0, h1 = tree_hashes(smoke_root), tree_hashes(other)
     assert h0.keys() == h1.keys()
     images = [k for k in h0 if k.startswith("JPEGImages")]
     assert all(h0[k] != h1[k] for k in images)

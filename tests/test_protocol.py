@@ -33,8 +33,10 @@ def test_the_protocol_loads_and_is_a_draft_with_its_open_fields(protocol):
     assert protocol.path == REAL and protocol.status == "draft" and protocol.version.startswith("2.")
     assert protocol.benchmark["name"] == "synthetic-v2"
     assert protocol.alpha == 0.05 and protocol.statistics["correction"] == "holm"
-    assert set(protocol.open_fields) >= {"benchmark.generator_version", "training.length_rule.chosen_steps",
-                                         "training.learning_rate.chosen", "benchmark.splits.tuning"}
+    # what the tuning runs decide stays open until they have run (the rules and candidates are fixed)
+    assert set(protocol.open_fields) == {"training.length_rule.chosen_steps", "training.learning_rate.chosen"}
+    assert protocol.benchmark["generator_version"] == "aafcore-synthetic-v2.0"
+    assert protocol.training["learning_rate"]["candidates"] and protocol.training["length_rule"]["candidate_steps"]
     assert all(not f.startswith(("statistics", "seeds", "evaluations", "runs")) for f in protocol.open_fields)
     assert load_protocol().path == REAL          # the default path, from the repository's root
 
@@ -190,8 +192,8 @@ def test_bad_values_are_named(tmp_path):
 def test_open_fields_are_declared_and_registration_needs_none(tmp_path):
     _fails(_variant(tmp_path, lambda d: d["benchmark"].update(name=None)), "benchmark.name")
     _fails(_variant(tmp_path, lambda d: d["seeds"].update(extra=None)), "seeds.extra: is null but not listed")
-    _fails(_variant(tmp_path, lambda d: d["training"].update(profile="study")),
-           "open_fields: 'training.profile' is listed as open but is not a null field")
+    _fails(_variant(tmp_path, lambda d: d["training"]["learning_rate"].update(chosen=0.03)),
+           "open_fields: 'training.learning_rate.chosen' is listed as open but is not a null field")
     _fails(_variant(tmp_path, lambda d: d.update(status="registered")), "status: a registered protocol has no open field")
 
 
@@ -277,3 +279,18 @@ def test_outside_a_repository_the_git_checks_say_so(tmp_path, monkeypatch):
     out = runs_after_protocol({"run": "a" * 40}, "b" * 40, repo=plain)
     assert out.loc[0, "flags"] == "not a git repository" and not out.loc[0, "ok"]
     assert pd.isna(out.loc[0, "known"]) and pd.isna(out.loc[0, "after_protocol"])
+
+
+def test_the_protocol_describes_the_code_that_runs_the_study(protocol):
+    from aafcore.config import PROFILES
+    from aafcore.datasets import SYNTHETIC_PROFILES, synthetic_meta
+
+    meta = synthetic_meta(SYNTHETIC_PROFILES["study"])
+    assert meta["generator"] == protocol.benchmark["generator_version"]
+    assert {k: meta["spec"][k] for k in protocol.benchmark["splits"]} == protocol.benchmark["splits"]
+    assert meta["spec"]["image_size"] == protocol.benchmark["spec"]["image_size"]
+    cfg, settings = PROFILES[protocol.training["profile"]], protocol.training["settings"]
+    for key in ("backbone", "batch_size", "crop_size", "fcn_head", "checkpoint_every"):
+        assert getattr(cfg, key) == settings[key], key
+    assert cfg.lr in protocol.training["learning_rate"]["candidates"]
+    assert cfg.steps in protocol.training["length_rule"]["candidate_steps"]

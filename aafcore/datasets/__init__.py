@@ -14,7 +14,10 @@ Modules (each a layer-1 foundation; they import nothing of aafcore but :mod:`aaf
 * :mod:`~aafcore.datasets.base`: errors, normalisation, palettes and :class:`LabelledImages`, the
   item protocol every reader shares;
 * :mod:`~aafcore.datasets.synthetic` (with :mod:`~aafcore.datasets.scene` and
-  :mod:`~aafcore.datasets.appearance`): the synthetic benchmark (:func:`generate_synthetic`);
+  :mod:`~aafcore.datasets.appearance`): the synthetic benchmark (:func:`generate_synthetic`), v1
+  (``smoke`` / ``cpu`` / ``gpu``) and v2 (``study``, :class:`StudySpec`);
+* :mod:`~aafcore.datasets.geometry_stats`: a benchmark's structure widths and edge-pair shares in
+  logit cells (:func:`benchmark_statistics`);
 * :mod:`~aafcore.datasets.voc`: the PASCAL-VOC-layout reader :class:`VOCLayoutDataset` and
   VOC 2012 + SBD (:class:`VOCAugDataset`);
 * :mod:`~aafcore.datasets.cityscapes`: Cityscapes and GTA5 on the 19 Cityscapes train ids;
@@ -37,8 +40,10 @@ from aafcore.datasets.base import (IGNORE_INDEX, MAX_IMAGE_PIXELS, MEAN, STD, Da
                                    check_split_name, colorize, denormalize, normalize, voc_colormap)
 from aafcore.datasets.cityscapes import (CITYSCAPES_CLASSES, CITYSCAPES_LABELS, CityscapesDataset, CityscapesLabel,
                                          GTA5Dataset, cityscapes_palette, id_to_train_id_lut, map_label_ids)
-from aafcore.datasets.synthetic import (GENERATOR_VERSION, SYNTHETIC_CLASSES, SYNTHETIC_PROFILES, SyntheticClass,
-                                        SyntheticSpec, generate_synthetic, render_synthetic, synthetic_class_table,
+from aafcore.datasets.geometry_stats import benchmark_statistics, edge_pair_shares, width_quantiles
+from aafcore.datasets.synthetic import (GENERATOR_VERSION, STUDY_GENERATOR_VERSION, SYNTHETIC_CLASSES,
+                                        SYNTHETIC_PROFILES, StudySpec, SyntheticClass, SyntheticSpec,
+                                        generate_synthetic, render_synthetic, study_class_table, synthetic_class_table,
                                         synthetic_meta, synthetic_palette)
 from aafcore.datasets.transforms import TrainAugment
 from aafcore.datasets.voc import (SPLITS_DIR, VOC_AUG_SPLITS, VOC_CLASSES, VOCAugDataset, VOCLayoutDataset,
@@ -52,6 +57,9 @@ __all__ = [
     # synthetic
     "SyntheticClass", "SYNTHETIC_CLASSES", "synthetic_class_table", "synthetic_palette", "synthetic_meta",
     "SyntheticSpec", "SYNTHETIC_PROFILES", "GENERATOR_VERSION", "render_synthetic", "generate_synthetic",
+    "StudySpec", "STUDY_GENERATOR_VERSION", "study_class_table",
+    # geometry_stats
+    "width_quantiles", "edge_pair_shares", "benchmark_statistics",
     # voc
     "VOC_CLASSES", "VOCLayoutDataset", "voc_root", "SPLITS_DIR", "VOC_AUG_SPLITS", "read_split_list",
     "read_sbd_mat", "sbd_root", "train_aug_ids", "VOCAugDataset",
@@ -133,8 +141,8 @@ def build_dataset(name: str, root: str | os.PathLike, split: str = "val", transf
                   domain: str = "source", cache: bool | None = None) -> torch.utils.data.Dataset:
     """A segmentation dataset by name (DESIGN.md section 4); items as :class:`LabelledImages`'s.
 
-    * ``"synthetic"`` (:func:`generate_synthetic`): split train / val / test; ``domain="shifted"``
-      reads the shifted-appearance domain (``{split}_shifted.txt``).
+    * ``"synthetic"`` (:func:`generate_synthetic`): split train / val / test (and tuning in v2, the
+      ``study`` profile); ``domain="shifted"`` reads the shifted-appearance domain (``{split}_shifted.txt``).
     * ``"voc"``: PASCAL VOC 2012, ``root`` contains ``VOCdevkit/VOC2012`` (or is that directory);
       splits train / val / trainval (``ImageSets/Segmentation``).
     * ``"voc_aug"``: VOC 2012 + SBD (:class:`VOCAugDataset`), splits train_aug / train / val /

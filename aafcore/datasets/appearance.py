@@ -144,12 +144,13 @@ def _texture_fields(rng: np.random.Generator, size: int, unit: float) -> np.ndar
     return t
 
 
-def _textured(rng: np.random.Generator, cv: Canvas, col: np.ndarray, style: Style) -> np.ndarray:
+def _textured(rng: np.random.Generator, cv: Canvas, col: np.ndarray, style: Style, unit: float) -> np.ndarray:
     """Picture ``float64 [S, S, 3]``: each element's colour plus one texture field of a kind drawn
-    per element (class-dependent probabilities), a random amplitude and a colour direction."""
+    per element (class-dependent probabilities), a random amplitude and a colour direction;
+    ``unit``: the texture scale in pixels per pixel of a 128 px image."""
     size = cv.size
     cls = np.array(cv.cls)
-    tex = _texture_fields(rng, size, size / 128.0)
+    tex = _texture_fields(rng, size, unit)
     kind = np.array([rng.choice(7, p=_TEXTURE_P[c]) for c in cls])
     lo, hi = _TEXTURE_AMP[cls, 0], _TEXTURE_AMP[cls, 1]
     amp = rng.uniform(lo, hi) * style.texture_gain
@@ -178,9 +179,9 @@ def _shadows(rng: np.random.Generator, cv: Canvas, img: np.ndarray, ground: np.n
         img[m] *= rng.uniform(0.55, 0.85)
 
 
-def _clutter_shape(rng: np.random.Generator, cv: Canvas, blob: bool) -> tuple[int, np.ndarray]:
+def _clutter_shape(rng: np.random.Generator, cv: Canvas, blob: bool, unit: float) -> tuple[int, np.ndarray]:
     """One clutter shape: ``(class whose colour it borrows, mask bool [S, S])``; a blob (ellipse or
-    pentagon with an object's colour) or a short thin crack (a thin thing's colour)."""
+    pentagon with an object's colour) or a short thin crack (a thin thing's colour, 1-2 ``unit`` wide)."""
     S = float(cv.size)
     sh, d = cv.scratch()
     if blob:
@@ -198,18 +199,18 @@ def _clutter_shape(rng: np.random.Generator, cv: Canvas, blob: bool) -> tuple[in
         length = rng.uniform(0.03, 0.12) * S
         a = rng.uniform(0, math.pi)
         d.line([(cx, cy), (cx + length * math.cos(a), cy + length * math.sin(a))], fill=1,
-               width=int(max(1, round(rng.choice([1, 1, 2]) * (cv.size / 128.0)))))
+               width=int(max(1, round(rng.choice([1, 1, 2]) * unit))))
     return like, np.asarray(sh) > 0
 
 
 def _clutter(rng: np.random.Generator, cv: Canvas, img: np.ndarray, class_col: np.ndarray, style: Style,
-             background: np.ndarray) -> None:
+             background: np.ndarray, unit: float) -> None:
     """Blend Poisson-many blobs and cracks into the background pixels (``background`` bool ``[S, S]``:
     sky, ground, buildings) of ``img``, in place; the label does not change."""
     n_blobs = rng.poisson(5 * style.clutter_gain)
     n_cracks = rng.poisson(5 * style.clutter_gain)
     for k in range(n_blobs + n_cracks):
-        like, shape = _clutter_shape(rng, cv, k < n_blobs)
+        like, shape = _clutter_shape(rng, cv, k < n_blobs, unit)
         c = np.clip(class_col[like] + rng.normal(0, _INSTANCE_SPREAD, 3), 0.02, 0.98)
         alpha = rng.uniform(0.5, 1.0)
         m = shape & background
@@ -233,10 +234,10 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return sum(k[i] * p[:, i:i + w] for i in range(2 * r + 1))
 
 
-def _finish(rng: np.random.Generator, img: np.ndarray, style: Style) -> np.ndarray:
-    """Blur, the domain's colour transform (saturation, tint, contrast, gamma) and Gaussian noise:
-    ``float [S, S, 3]`` -> ``uint8 [S, S, 3]``."""
-    img = gaussian_blur(img, style.blur_sigma * (img.shape[0] / 128.0))
+def _finish(rng: np.random.Generator, img: np.ndarray, style: Style, unit: float) -> np.ndarray:
+    """Blur (``style.blur_sigma * unit`` px), the domain's colour transform (saturation, tint,
+    contrast, gamma) and Gaussian noise: ``float [S, S, 3]`` -> ``uint8 [S, S, 3]``."""
+    img = gaussian_blur(img, style.blur_sigma * unit)
     lum = img.mean(-1, keepdims=True)
     img = lum + style.saturation * (img - lum) + np.asarray(style.tint)
     img = (img - 0.5) * style.contrast + 0.5
@@ -245,14 +246,20 @@ def _finish(rng: np.random.Generator, img: np.ndarray, style: Style) -> np.ndarr
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def paint_scene(rng: np.random.Generator, cv: Canvas, domain: str) -> np.ndarray:
+def paint_scene(rng: np.random.Generator, cv: Canvas, domain: str, unit: float | None = None) -> np.ndarray:
     """The picture ``uint8 [S, S, 3]`` of the scene ``cv`` in appearance domain ``domain`` (a key of
-    :data:`STYLES`), all randomness from ``rng``."""
+    :data:`STYLES`), all randomness from ``rng``.
+
+    ``unit`` (pixels per pixel of a 128 px image) scales the textures, the clutter cracks and the
+    blur; by default ``S / 128`` (benchmark v1: appearance scales with the image).  Benchmark v2
+    passes a fixed unit, so its appearance has the same pixel scale whatever the image size.
+    """
+    unit = cv.size / 128.0 if unit is None else float(unit)
     style = STYLES[domain]
     class_col = _class_colours(rng, domain)
     col = _element_colours(rng, cv, class_col)
-    img = _lighting(rng, _textured(rng, cv, col, style))
+    img = _lighting(rng, _textured(rng, cv, col, style, unit))
     cls_map = np.array(cv.cls)[cv.elem.astype(np.intp)]
     _shadows(rng, cv, img, cls_map == GROUND)
-    _clutter(rng, cv, img, class_col, style, np.isin(cls_map, (SKY, GROUND, BUILDING)))
-    return _finish(rng, img, style)
+    _clutter(rng, cv, img, class_col, style, np.isin(cls_map, (SKY, GROUND, BUILDING)), unit)
+    return _finish(rng, img, style, unit)

@@ -9,7 +9,9 @@ the ground, drawn far to near: :func:`draw_animal`, :func:`draw_pole`, :func:`dr
 order of the main generator's draws is that of :func:`draw_scene` alone.
 
 The classes (:data:`SYNTHETIC_CLASSES`) and what each function draws are described in the
-module docstring of :mod:`aafcore.datasets.synthetic`.
+module docstring of :mod:`aafcore.datasets.synthetic`.  Benchmark v2 (the ``study`` profile) has
+a drawing function per kind of its own (``draw_study_*``, sizes in logit cells of :data:`CELL` px),
+the v1 sky and ground, and its scene composition in :mod:`aafcore.datasets.synthetic`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from PIL import Image, ImageDraw
 __all__ = ["SyntheticClass", "SYNTHETIC_CLASSES", "SKY", "GROUND", "BUILDING", "ANIMAL", "POLE", "FENCE",
            "WHEEL", "PERSON", "width_px", "synthetic_class_table", "synthetic_palette", "Canvas", "Ground",
            "draw_building", "draw_animal", "draw_pole", "draw_fence", "draw_wheel", "draw_person", "OBJECT_KINDS",
-           "draw_scene"]
+           "draw_scene", "CELL", "study_persp", "draw_study_building", "draw_study_animal", "draw_study_pole",
+           "draw_study_fence", "draw_study_wheel", "draw_study_person", "STUDY_OBJECT_KINDS"]
 
 
 # --------------------------------------------------------------------------- classes
@@ -309,6 +312,23 @@ def draw_wheel(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: float
     cv.feet.append((x + (n - 1) * gap / 2, y, abs(gap) / 2 * (n - 1) + rad))
 
 
+def _person_limbs(d: ImageDraw.ImageDraw, r: np.random.Generator, x: float, y: float, h: float, hip: float,
+                  neck: float, lean: float, leg_w: int, arm_width) -> None:
+    """A stick figure's two legs (hip -> knee -> foot at ``y``) and two bent arms (shoulder -> elbow
+    -> hand), one side then the other, with random angles from ``r``; ``arm_width()`` gives each
+    arm's width when it is drawn (the random draws keep their order)."""
+    for side in (-1, 1):
+        knee = (x + side * r.uniform(0.0, 0.1) * h, hip + 0.25 * h)
+        foot = (x + side * r.uniform(0.03, 0.18) * h, y)
+        d.line([(x, hip), knee, foot], fill=1, width=leg_w, joint="curve")
+        sh = (x + lean * 0.8, neck + 0.08 * h)
+        a1 = side * r.uniform(0.1, 1.6)
+        elbow = (sh[0] + 0.2 * h * math.sin(a1), sh[1] + 0.2 * h * math.cos(a1))
+        a2 = a1 + side * r.uniform(-1.2, 1.2)
+        hand = (elbow[0] + 0.18 * h * math.sin(a2), elbow[1] + 0.18 * h * math.cos(a2))
+        d.line([sh, elbow, hand], fill=1, width=arm_width(), joint="curve")
+
+
 def draw_person(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: float) -> None:
     """A stick figure standing at ``(x, y)``: disc head, torso, bent legs and arms."""
     S, u, p = g.S, g.u, g.persp(y)
@@ -322,16 +342,7 @@ def draw_person(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: floa
     d.ellipse([x + lean - head, y - h, x + lean + head, y - h + 2 * head], fill=1)
     d.line([(x + lean, neck), (x, hip)], fill=1, width=g.width(2, p))
     leg_w = g.width(r.choice([1, 2]), p, 2)
-    for side in (-1, 1):
-        knee = (x + side * r.uniform(0.0, 0.1) * h, hip + 0.25 * h)
-        foot = (x + side * r.uniform(0.03, 0.18) * h, y)
-        d.line([(x, hip), knee, foot], fill=1, width=leg_w, joint="curve")
-        sh = (x + lean * 0.8, neck + 0.08 * h)
-        a1 = side * r.uniform(0.1, 1.6)
-        elbow = (sh[0] + 0.2 * h * math.sin(a1), sh[1] + 0.2 * h * math.cos(a1))
-        a2 = a1 + side * r.uniform(-1.2, 1.2)
-        hand = (elbow[0] + 0.18 * h * math.sin(a2), elbow[1] + 0.18 * h * math.cos(a2))
-        d.line([sh, elbow, hand], fill=1, width=g.width(1, p, 2), joint="curve")
+    _person_limbs(d, r, x, y, h, hip, neck, lean, leg_w, lambda: g.width(1, p, 2))
     cv.paint_thing(e, img)
     cv.feet.append((x, y, 0.15 * h))
 
@@ -387,3 +398,164 @@ def draw_scene(rng: np.random.Generator, size: int, thin: float = 1.0) -> Canvas
     for y, x, kind, sub_seed in _place_objects(g, rng):
         OBJECT_KINDS[kind][0](cv, g, np.random.default_rng(sub_seed), x, y)
     return cv
+
+
+# --------------------------------------------------------------------------- benchmark v2 ("study")
+# Lengths in logit cells of CELL = 8 px (output stride 8); the class table and the design are in the
+# module docstring of aafcore.datasets.synthetic.  Nothing above this line is used differently.
+
+CELL = 8
+
+
+def study_persp(g: Ground, y: float) -> float:
+    """Scale of a v2 object standing at ``y``: 0.7 at the horizon to 1.4 at the bottom (linear)."""
+    h = g.horizon(g.S / 2)
+    return 0.7 + 0.7 * min(max((y - h) / max(g.S - h, 1.0), 0.0), 1.0)
+
+
+def _clip_px(value: float, lo: int, hi: int) -> int:
+    """``value`` rounded to whole pixels and clipped to ``[lo, hi]``."""
+    return int(min(max(round(value), lo), hi))
+
+
+def _bar(d: ImageDraw.ImageDraw, x: float, y0: float, y1: float, w: int) -> None:
+    """A vertical bar exactly ``w`` px wide, centred on column ``x``, rows ``y0`` to ``y1``."""
+    left = int(math.floor(x - w / 2 + 0.5))
+    d.rectangle([left, int(round(min(y0, y1))), left + w - 1, int(round(max(y0, y1)))], fill=1)
+
+
+def draw_study_building(cv: Canvas, g: Ground, r: np.random.Generator) -> None:
+    """A v2 building: 10-22 cells wide, 10-26 cells tall above its base (just below the horizon),
+    flat, gabled or stepped roof (one instance)."""
+    C = CELL
+    w = r.uniform(10, 22) * C
+    x0 = r.uniform(-0.1, 1.0) * g.S - w / 2
+    base = g.horizon(x0 + w / 2) + r.uniform(0, 2) * C
+    top = base - r.uniform(10, 26) * C
+    roof = r.choice(3, p=[0.5, 0.3, 0.2])
+    pts = [(x0, base), (x0, top)]
+    if roof == 1:
+        pts.append((x0 + w / 2, top - r.uniform(2, 5) * C))
+    elif roof == 2:
+        xs, step = x0 + w * r.uniform(0.3, 0.7), r.uniform(2, 5) * C
+        pts += [(xs, top), (xs, top - step)]
+        top -= step
+    pts += [(x0 + w, top), (x0 + w, base)]
+    e = cv.new_element(BUILDING, True)
+    img, d = cv.scratch()
+    d.polygon(pts, fill=1)
+    cv.paint_thing(e, img)
+
+
+def draw_study_animal(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: float) -> None:
+    """A stocky v2 animal standing at ``(x, y)``: ellipse body 3-6.5 cells thick and 1.7-2.3 times as
+    long, a neck and an ellipse head (0.6-0.8 of the body), two legs 0.4-0.55 of the body wide."""
+    C, p = CELL, study_persp(g, y)
+    bh = min(max(r.uniform(3.0, 5.0) * p, 3.0), 6.5) * C
+    bw = bh * r.uniform(1.7, 2.3)
+    bottom = y - bh * r.uniform(0.3, 0.6)
+    side = 1 if r.random() < 0.5 else -1
+    hr_ = bh * r.uniform(0.3, 0.4)
+    hx, hy = x + side * (bw / 2 + 0.2 * hr_), bottom - bh * r.uniform(0.75, 1.1)
+    lw = int(round(bh * r.uniform(0.4, 0.55)))
+    e = cv.new_element(ANIMAL, True)
+    img, d = cv.scratch()
+    d.ellipse([x - bw / 2, bottom - bh, x + bw / 2, bottom], fill=1)
+    d.line([(x + side * 0.3 * bw, bottom - 0.6 * bh), (hx, hy)], fill=1, width=int(round(0.5 * bh)))
+    d.ellipse([hx - 1.2 * hr_, hy - hr_, hx + 1.2 * hr_, hy + hr_], fill=1)
+    for fx in (-0.28, 0.28):
+        lx = x + fx * bw
+        d.line([(lx, bottom - 0.3 * bh), (lx + r.uniform(-0.1, 0.1) * bh, y)], fill=1, width=lw)
+    cv.paint_thing(e, img)
+    cv.feet.append((x, y, bw * 0.6))
+
+
+def draw_study_pole(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: float) -> None:
+    """A v2 pole at ``(x, y)``: a vertical bar 4-24 px wide (log-uniform 4-20 px times the
+    perspective), 8-42 cells tall; 40 % have a lamp arm (half as wide, >= 4 px) and a lamp head."""
+    C, p = CELL, study_persp(g, y)
+    w = _clip_px(math.exp(r.uniform(math.log(4), math.log(20))) * p, 4, 24)
+    top = y - r.uniform(12, 30) * C * p
+    e = cv.new_element(POLE, True)
+    img, d = cv.scratch()
+    _bar(d, x, top, y, w)
+    if r.random() < 0.4:
+        arm = r.uniform(2, 5) * C * p * (1 if r.random() < 0.5 else -1)
+        aw = max(4, w // 2)
+        d.rectangle([int(round(min(x, x + arm))), int(round(top)), int(round(max(x, x + arm))),
+                     int(round(top)) + aw - 1], fill=1)
+        _bar(d, x + arm, top, top + r.uniform(0.6, 1.2) * C, _clip_px(r.uniform(0.8, 1.5) * C, 6, 12))
+    cv.paint_thing(e, img)
+    cv.feet.append((x, y, 2 * w))
+
+
+def draw_study_fence(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: float) -> None:
+    """A v2 fence at ``(x, y)``: 12-30 cells wide, 3-7 cells tall; a lattice (:func:`_lattice`) of
+    4-8 px lines 2-5 cells apart (times the perspective), a 6-12 px top rail and two 8-24 px end posts."""
+    C, p = CELL, study_persp(g, y)
+    fw = r.uniform(12, 30) * C * min(p, 1.0)
+    fh = r.uniform(3, 7) * C * p
+    x0, x1, top = x - fw / 2, x + fw / 2, y - fh
+    spacing = r.uniform(2, 5) * C * p
+    lw = int(r.integers(4, 9))
+    e = cv.new_element(FENCE, True)
+    img, d = cv.scratch()
+    img, d = _lattice(r, img, d, (x0, x1, top, y, fh), spacing, lw)
+    d.line([(x0, top), (x1, top)], fill=1, width=int(r.integers(6, 13)))
+    post = _clip_px(r.uniform(8, 16) * p, 8, 24)
+    _bar(d, x0, top, y, post)
+    _bar(d, x1, top, y, post)
+    cv.paint_thing(e, img)
+    cv.feet.append((x, y, fw / 2))
+
+
+def draw_study_wheel(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: float) -> None:
+    """One v2 wheel, or a bicycle-like pair, at ``(x, y)``: radius 2.5-5 cells times the perspective,
+    rim 4-16 px, 3-6 spokes 4-6 px wide, a hub >= 0.6 cells in radius (one instance per wheel)."""
+    C, p = CELL, study_persp(g, y)
+    rad = r.uniform(2.5, 5.0) * C * p
+    rim, spoke = _clip_px(r.uniform(4, 12) * p, 4, 16), int(r.integers(4, 7))
+    n = 2 if r.random() < 0.55 else 1
+    gap = r.uniform(2.2, 3.0) * rad * (1 if r.random() < 0.5 else -1)
+    for k in range(n):
+        cx, cy = x + k * gap, y - rad
+        e = cv.new_element(WHEEL, True)
+        img, d = cv.scratch()
+        d.ellipse([cx - rad, cy - rad, cx + rad, cy + rad], outline=1, width=rim)
+        spokes, phase = int(r.choice([3, 4, 5, 6])), r.uniform(0, 2 * math.pi)
+        for s in range(spokes):
+            a = phase + 2 * math.pi * s / spokes
+            d.line([(cx, cy), (cx + rad * math.cos(a), cy + rad * math.sin(a))], fill=1, width=spoke)
+        hub = max(0.6 * C, 0.15 * rad)
+        d.ellipse([cx - hub, cy - hub, cx + hub, cy + hub], fill=1)
+        cv.paint_thing(e, img)
+    cv.feet.append((x + (n - 1) * gap / 2, y, abs(gap) / 2 * (n - 1) + rad))
+
+
+def draw_study_person(cv: Canvas, g: Ground, r: np.random.Generator, x: float, y: float) -> None:
+    """A v2 stick figure at ``(x, y)``, 14-26 cells tall times the perspective: a disc head 1.2-3
+    cells across (11 % of the height), an 8-24 px torso (6 %), 4-14 px legs (4 %) and 4-12 px arms (3 %)."""
+    C, p = CELL, study_persp(g, y)
+    h = r.uniform(14, 26) * C * p
+    head = min(max(0.055 * h, 0.6 * C), 1.5 * C)
+    neck, hip = y - h + 2 * head, y - 0.47 * h
+    lean = r.uniform(-0.06, 0.06) * h
+    leg_w = _clip_px(0.04 * h * r.uniform(0.8, 1.2), 4, 14)
+    arm_w = _clip_px(0.03 * h * r.uniform(0.8, 1.2), 4, 12)
+    e = cv.new_element(PERSON, True)
+    img, d = cv.scratch()
+    d.ellipse([x + lean - head, y - h, x + lean + head, y - h + 2 * head], fill=1)
+    d.line([(x + lean, neck), (x, hip)], fill=1, width=_clip_px(0.06 * h, 8, 24))
+    _person_limbs(d, r, x, y, h, hip, neck, lean, leg_w, lambda: arm_w)
+    cv.paint_thing(e, img)
+    cv.feet.append((x, y, 0.15 * h))
+
+
+# kind -> (drawing function, possible counts per image, their probabilities), as OBJECT_KINDS
+STUDY_OBJECT_KINDS = {
+    "animal": (draw_study_animal, 4, [0.3, 0.35, 0.25, 0.1]),
+    "pole": (draw_study_pole, 6, [0.1, 0.2, 0.3, 0.2, 0.1, 0.1]),
+    "fence": (draw_study_fence, 3, [0.4, 0.45, 0.15]),
+    "wheel": (draw_study_wheel, 3, [0.4, 0.4, 0.2]),
+    "person": (draw_study_person, 5, [0.15, 0.3, 0.3, 0.15, 0.1]),
+}

@@ -2,8 +2,10 @@
 
 * :func:`generate_synthetic` writes the procedurally generated benchmark to disk in the PASCAL VOC
   layout (read by :func:`aafcore.datasets.build_dataset` as ``"synthetic"``);
-  :data:`SYNTHETIC_PROFILES` holds the ``smoke`` / ``cpu`` / ``gpu`` specifications and
-  :func:`render_synthetic` draws one image in memory.
+  :data:`SYNTHETIC_PROFILES` holds the ``smoke`` / ``cpu`` / ``gpu`` specifications (v1) and
+  ``study`` (v2), and :func:`render_synthetic` draws one image in memory.
+* Benchmark v2, the ``study`` profile (:class:`StudySpec`), is described at the end; its statistics
+  in logit cells come from :mod:`aafcore.datasets.geometry_stats`.
 * The geometry (the classes, one drawing function per object kind) is in
   :mod:`aafcore.datasets.scene`, the appearance (colours, textures, clutter, blur and noise) in
   :mod:`aafcore.datasets.appearance`.
@@ -68,6 +70,44 @@ nearest-downsampled for training, so the cpu-profile baseline never predicted a 
 cell to one cell), and a colour spread of 0.08 (tint 0.06) keeps appearance ambiguous while
 letting a 2-minute CPU baseline learn (cpu profile: val mIoU 39%, thin classes 13%, large 65%).
 The specification is then frozen (``GENERATOR_VERSION``); no method's result was looked at.
+
+Benchmark v2: the ``study`` profile (:class:`StudySpec`, ``STUDY_GENERATOR_VERSION``)
+-------------------------------------------------------------------------------------
+In v1 a training logit map is 14 x 14 (112 px crops), thin structures are 1/4-1 logit cell wide and
+large ones 2-7: an affinity field of 3, 5 or 7 cells has little to choose from (the paper's logit
+maps are 42 x 42 on VOC, 90 x 90 on Cityscapes).  v2 draws the same kind of street scene, same
+eight classes, indices, palette and appearance domains, with sizes set in logit *cells* of 8 px:
+
+* 384 px images (48 x 48 cells): a 256 px training crop (32 x 32 logits) needs no padding at
+  random scales >= 2/3 (89 % of [0.5, 2]); whole-image evaluation sees 48 x 48 logits.  320 px
+  would pad 20 % of the crops; a larger image costs generation time (~S^2).
+* Appearance at a fixed pixel scale (``paint_scene(unit=STUDY_UNIT)``: textures, cracks and blur
+  as v1 at 256 px) whatever the image size.
+* Beside the occlusions of the painter's order, an object gets with probability 0.4 a companion
+  of another kind standing at its depth 0 (touching), 1, 2 or 4 cells beside it (0.3/0.3/0.2/0.2).
+* Splits: train 1000, ``tuning`` 100 (only to choose the baseline's learning rate and step count),
+  val 200, test 200, val_shifted 200, test_shifted 200; the rng rule is v1's (tuning: split code 3).
+
+=====  ========  =====  =========  ====================  =========================================
+index  name      group  design     measured (cells)      how it is drawn
+                        (cells)    q05 / median / q95
+=====  ========  =====  =========  ====================  =========================================
+0      sky       large  16-26      0.25 / 4.1 / 15.7     above the horizon; cut by buildings, poles
+1      ground    large  22-32      0.12 / 2.4 / 13.0     below the horizon; objects stand on it
+2      building  large  10-22      0.25 / 3.8 / 13.9     blocks 10-26 cells tall, three roof kinds
+3      animal    mid    2-6.5      0.12 / 2.3 / 5.5      body 3-6.5 thick, neck, head; legs 0.4-0.55 x
+4      pole      thin   0.5-3      0.50 / 1.1 / 2.8      4-24 px bar; 40 % lamp arm and head
+5      fence     thin   0.5-3      0.38 / 0.9 / 1.8      4-8 px lattice 2-5 cells apart, rails, posts
+6      wheel     thin   0.5-2      0.35 / 0.8 / 1.7      4-16 px ring, radius 1.75-7, 4-6 px spokes
+7      person    thin   0.5-3      0.35 / 0.9 / 1.8      limbs 4-14 px, torso 8-24 px, head 1.2-3
+=====  ========  =====  =========  ====================  =========================================
+
+"Measured" is the ridge width of :mod:`aafcore.datasets.geometry_stats` on the 1000 train images
+(weighted by ridge length, so the narrow places between objects weigh on the large classes: 17 %,
+10 % and 16 % of the sky, ground and building ridge is >= 10 cells wide).  Edge-pair shares at
+k = 3 / 5 / 7 there: sky .07/.12/.16, ground .11/.16/.19, building .11/.18/.23, animal
+.28/.47/.61, pole .50/.69/.74, fence .49/.58/.66, wheel .58/.70/.75, person .58/.74/.78.
+Generation: 1900 images in 111 s with ``workers=2`` on 2 cores, 144 MB.
 """
 
 from __future__ import annotations
@@ -85,15 +125,31 @@ from PIL import Image
 
 from aafcore.datasets.appearance import STYLES, paint_scene
 from aafcore.datasets.base import IGNORE_INDEX, DatasetError, voc_colormap
-from aafcore.datasets.scene import (SYNTHETIC_CLASSES, SyntheticClass, draw_scene, synthetic_class_table,
+from aafcore.datasets.scene import (CELL, STUDY_OBJECT_KINDS, SYNTHETIC_CLASSES, Canvas, Ground, SyntheticClass,
+                                    _sky_and_ground, draw_scene, draw_study_building, synthetic_class_table,
                                     synthetic_palette, width_px)
 from aafcore.errors import one_line
 
 __all__ = ["SyntheticClass", "SYNTHETIC_CLASSES", "synthetic_class_table", "synthetic_palette", "synthetic_meta",
-           "SyntheticSpec", "SYNTHETIC_PROFILES", "GENERATOR_VERSION", "render_synthetic", "generate_synthetic"]
+           "SyntheticSpec", "SYNTHETIC_PROFILES", "GENERATOR_VERSION", "render_synthetic", "generate_synthetic",
+           "StudySpec", "STUDY_GENERATOR_VERSION", "STUDY_UNIT", "study_class_table", "draw_study_scene"]
 
-GENERATOR_VERSION = "aafcore-synthetic-2"  # frozen: thin_width, spreads 0.08/0.06
+GENERATOR_VERSION = "aafcore-synthetic-2"  # frozen: thin_width, spreads 0.08/0.06 (benchmark v1)
+STUDY_GENERATOR_VERSION = "aafcore-synthetic-v2.0"  # benchmark v2, the "study" profile: frozen
+STUDY_UNIT = 2.0  # appearance scale of v2 (paint_scene's unit): textures, cracks and blur as v1 at 256 px
 _NUM_SYN = len(SYNTHETIC_CLASSES)
+# v2 classes (same names, indices, palette as v1): group, designed width range in cells, typical designed
+# width in px (the middle of the range; thin: of the main strokes), how drawn
+_STUDY_TABLE = (
+    ("large", (16, 26), 168, "region above the horizon, 16-26 cells tall; cut by buildings and poles (stuff)"),
+    ("large", (22, 32), 216, "region below the horizon, 22-32 cells tall; objects stand on it (stuff)"),
+    ("large", (10, 22), 128, "0-4 blocks 10-22 cells wide and 10-26 tall with flat, gabled or stepped roofs"),
+    ("mid", (2, 6.5), 34, "stocky blob: ellipse body 3-6.5 cells thick, neck, head, two legs 0.4-0.55 as wide"),
+    ("thin", (0.5, 3), 9, "vertical bar 4-24 px, 40 % with a lamp arm (half as wide) and a 6-12 px lamp head"),
+    ("thin", (0.5, 3), 6, "lattice of 4-8 px lines 2-5 cells apart, 6-12 px top rail, 8-24 px end posts"),
+    ("thin", (0.5, 2), 8, "ring 4-16 px wide, radius 1.75-7 cells, 3-6 spokes of 4-6 px, hub; alone or paired"),
+    ("thin", (0.5, 3), 8, "stick figure: limbs 4-14 px, torso 8-24 px, disc head 1.2-3 cells across"),
+)
 
 
 # --------------------------------------------------------------------------- spec
@@ -141,34 +197,152 @@ class SyntheticSpec:
         return out
 
 
-SYNTHETIC_PROFILES: dict[str, SyntheticSpec] = {
+@dataclass(frozen=True)
+class StudySpec:
+    """Benchmark v2 (the ``study`` profile): square images of ``image_size`` px (a multiple of the
+    stride, 8) and the number of images per split.
+
+    ``tuning`` (source domain) is only for choosing the learning rate and step count of the
+    baseline, so that neither ``val`` nor ``test`` is looked at for it.  ``*_shifted`` are the
+    shifted appearance domain.  The drawing is fixed by :data:`STUDY_GENERATOR_VERSION`; ``seed``
+    picks the scenes.
+    """
+
+    image_size: int = 384
+    train: int = 1000
+    tuning: int = 100
+    val: int = 200
+    test: int = 200
+    val_shifted: int = 200
+    test_shifted: int = 200
+    train_shifted: int = 0
+    seed: int = 0
+    jpeg_quality: int = 90
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{f.name} must be a non-negative integer, got {v!r}")
+        if self.image_size < 64 or self.image_size % CELL:
+            raise ValueError(f"image_size must be a multiple of {CELL} and >= 64, got {self.image_size!r}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {self.jpeg_quality}")
+
+    def splits(self) -> dict[str, tuple[str, str, int]]:
+        """``{split file name: (split, domain, count)}`` for the non-empty splits (no shifted tuning)."""
+        out = {}
+        for split in ("train", "tuning", "val", "test"):
+            for domain, suffix in (("source", ""), ("shifted", "_shifted")):
+                n = getattr(self, split + suffix, 0)
+                if n:
+                    out[split + suffix] = (split, domain, n)
+        return out
+
+
+SYNTHETIC_PROFILES: dict[str, SyntheticSpec | StudySpec] = {
     "smoke": SyntheticSpec(image_size=64, train=16, val=8, test=8, val_shifted=8, test_shifted=8,
                            thin_width=2.5),
     "cpu": SyntheticSpec(image_size=128, train=800, val=200, test=200, val_shifted=200, test_shifted=200,
                          thin_width=2.5),
     "gpu": SyntheticSpec(image_size=256, train=3000, val=500, test=500, val_shifted=500, test_shifted=500,
                          thin_width=2.5),
+    "study": StudySpec(image_size=384, train=1000, tuning=100, val=200, test=200, val_shifted=200,
+                       test_shifted=200),
 }
+
+
+# --------------------------------------------------------------------------- v2 scene composition
+
+STUDY_COMPANION_P = 0.4  # chance that an object gets a companion of another kind beside it
+STUDY_GAPS = ((0, 1, 2, 4), (0.3, 0.3, 0.2, 0.2))  # companion gaps in cells and their probabilities
+
+
+def _study_place(g: Ground, rng: np.random.Generator) -> list[tuple]:
+    """``(foot y, x, kind, seed, companion)`` of the v2 objects, sorted far to near; ``companion`` is
+    ``None`` or ``(kind, gap in cells, side +-1, seed)``."""
+    S, kinds = g.S, list(STUDY_OBJECT_KINDS)
+    objects = []
+    for kind, (_, counts, p) in STUDY_OBJECT_KINDS.items():
+        for _ in range(rng.choice(counts, p=p)):
+            x = rng.uniform(-0.05, 1.05) * S
+            y = g.horizon(x) + rng.uniform(0.04, 1.0) * (S * 1.02 - g.horizon(x))
+            companion = None
+            if rng.random() < STUDY_COMPANION_P:
+                others = [k for k in kinds if k != kind]
+                companion = (others[int(rng.integers(len(others)))], int(rng.choice(STUDY_GAPS[0], p=STUDY_GAPS[1])),
+                             1 if rng.random() < 0.5 else -1, int(rng.integers(2**31)))
+            objects.append((y, x, kind, int(rng.integers(2**31)), companion))
+    objects.sort(key=lambda o: (o[0], o[1]))
+    return objects
+
+
+def _columns(elem: np.ndarray, first: int, last: int) -> np.ndarray:
+    """Columns of ``elem`` that hold an element id in ``[first, last)``."""
+    return np.nonzero(((elem >= first) & (elem < last)).any(0))[0]
+
+
+def _draw_group(cv: Canvas, g: Ground, y: float, x: float, kind: str, seed: int, companion) -> None:
+    """Draw a v2 object and its companion (if any) standing at the same ``y``, ``gap`` cells beside
+    it: the companion's column extent is measured on a blank canvas twice the size and the
+    companion shifted by whole pixels, so that ``gap * CELL`` columns separate the two (0: touching)."""
+    n = len(cv.cls)
+    STUDY_OBJECT_KINDS[kind][0](cv, g, np.random.default_rng(seed), x, y)
+    cols = _columns(cv.elem, n, len(cv.cls))
+    if companion is None or cols.size == 0 or len(cv.cls) >= 250:
+        return
+    ckind, gap, side, cseed = companion
+    draw = STUDY_OBJECT_KINDS[ckind][0]
+    probe = Canvas(2 * cv.size)
+    draw(probe, g, np.random.default_rng(cseed), float(cv.size), y)
+    pc = _columns(probe.elem, 1, 256)
+    if pc.size == 0:
+        return
+    if side > 0:
+        cx = cols[-1] + 1 + gap * CELL + (cv.size - pc[0])
+    else:
+        cx = cols[0] - 1 - gap * CELL - (pc[-1] - cv.size)
+    draw(cv, g, np.random.default_rng(cseed), float(cx), y)
+
+
+def draw_study_scene(rng: np.random.Generator, size: int) -> Canvas:
+    """Draw the geometry of one ``size x size`` v2 scene: sky and ground (as v1), 0-4 v2 buildings,
+    then the v2 objects and their companions far to near; returns the :class:`Canvas`."""
+    cv = Canvas(size)
+    g = _sky_and_ground(cv, rng, 1.0)
+    for _ in range(rng.choice(5, p=[0.1, 0.25, 0.3, 0.2, 0.15])):
+        draw_study_building(cv, g, rng)
+    for y, x, kind, seed, companion in _study_place(g, rng):
+        _draw_group(cv, g, y, x, kind, seed, companion)
+    return cv
 
 
 # --------------------------------------------------------------------------- rendering
 
 _SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+_STUDY_SPLIT_CODES = {**_SPLIT_CODES, "tuning": 3}
 
 
-def render_synthetic(spec: SyntheticSpec, split: str, domain: str, index: int):
-    """Draw one image of the benchmark in memory.
+def render_synthetic(spec: SyntheticSpec | StudySpec, split: str, domain: str, index: int):
+    """Draw one image of the benchmark (v1 for a :class:`SyntheticSpec`, v2 for a :class:`StudySpec`).
 
     Returns ``(image uint8 [S, S, 3], label uint8 [S, S], instance uint8 [S, S])`` before JPEG
-    compression.  Deterministic in ``(spec.seed, split, domain, index)`` and ``spec.image_size``.
+    compression.  Deterministic in ``(spec.seed, split, domain, index)`` and ``spec.image_size``
+    (v2's split ``tuning`` has code 3 after train 0, val 1, test 2).
     """
-    if split not in _SPLIT_CODES or domain not in STYLES:
-        raise ValueError(f"split must be one of {list(_SPLIT_CODES)} and domain one of {list(STYLES)}, "
+    study = isinstance(spec, StudySpec)
+    codes = _STUDY_SPLIT_CODES if study else _SPLIT_CODES
+    if split not in codes or domain not in STYLES:
+        raise ValueError(f"split must be one of {list(codes)} and domain one of {list(STYLES)}, "
                          f"got {split!r}, {domain!r}")
-    ss = np.random.SeedSequence([spec.seed, _SPLIT_CODES[split], list(STYLES).index(domain), index])
+    ss = np.random.SeedSequence([spec.seed, codes[split], list(STYLES).index(domain), index])
     geo_seed, app_seed = ss.spawn(2)
-    cv = draw_scene(np.random.default_rng(geo_seed), spec.image_size, spec.thin_width)
-    image = paint_scene(np.random.default_rng(app_seed), cv, domain)
+    if study:
+        cv = draw_study_scene(np.random.default_rng(geo_seed), spec.image_size)
+        image = paint_scene(np.random.default_rng(app_seed), cv, domain, unit=STUDY_UNIT)
+    else:
+        cv = draw_scene(np.random.default_rng(geo_seed), spec.image_size, spec.thin_width)
+        image = paint_scene(np.random.default_rng(app_seed), cv, domain)
     elem = cv.elem.astype(np.intp)
     label = np.array(cv.cls).astype(np.uint8)[elem]
     instance = np.array(cv.inst, np.uint8)[elem]
@@ -196,8 +370,10 @@ def _write_one(args):
     return ident
 
 
-def synthetic_meta(spec: SyntheticSpec) -> dict:
-    """The content of ``meta.json`` for ``spec``."""
+def synthetic_meta(spec: SyntheticSpec | StudySpec) -> dict:
+    """The content of ``meta.json`` for ``spec`` (v2: :func:`_study_meta`)."""
+    if isinstance(spec, StudySpec):
+        return _study_meta(spec)
     return {
         "name": "aafcore synthetic street-scene benchmark",
         "generator": GENERATOR_VERSION,
@@ -223,8 +399,50 @@ def synthetic_meta(spec: SyntheticSpec) -> dict:
     }
 
 
-def _resolve_spec(spec_or_profile) -> SyntheticSpec:
-    if isinstance(spec_or_profile, SyntheticSpec):
+def study_class_table() -> list[dict]:
+    """The v2 class table as dicts: index, name, group, stuff, ``width_cells`` (designed range
+    ``[low, high]`` in logit cells of 8 px), ``width_px`` (a typical designed width in px) and
+    description.  The measured width distributions come from :mod:`aafcore.datasets.geometry_stats`."""
+    return [{"index": i, "name": c.name, "group": group, "stuff": c.stuff, "width_cells": list(cells),
+             "width_px": typical, "description": text}
+            for i, (c, (group, cells, typical, text)) in enumerate(zip(SYNTHETIC_CLASSES, _STUDY_TABLE))]
+
+
+def _study_meta(spec: StudySpec) -> dict:
+    """The content of ``meta.json`` for a v2 spec (the keys of v1's and ``benchmark``, ``stride``,
+    ``roles``)."""
+    table = study_class_table()
+    return {
+        "name": "aafcore synthetic street-scene benchmark v2 (study)",
+        "benchmark": "v2",
+        "generator": STUDY_GENERATOR_VERSION,
+        "spec": asdict(spec),
+        "description": ("Benchmark v2: the street-like scenes of v1 with sizes set in logit cells (8 px) on "
+                        f"{spec.image_size} px images: large regions (sky, ground, buildings) 10+ cells, "
+                        "mid-size animals 2-6 cells, thin poles, fences, wheels and people 0.5-3 cells, "
+                        "objects of different classes side by side 0-4 cells apart; same appearance and "
+                        "'shifted' domain as v1 at a fixed pixel scale."),
+        "class_names": [c["name"] for c in table],
+        "class_groups": [c["group"] for c in table],
+        "stuff_classes": [c["name"] for c in table if c["stuff"]],
+        "classes": table,
+        "width_px": [c["width_px"] for c in table],
+        "stride": CELL,
+        "num_classes": _NUM_SYN,
+        "ignore_index": IGNORE_INDEX,
+        "palette": synthetic_palette()[:_NUM_SYN].tolist(),
+        "void_color": synthetic_palette()[255].tolist(),
+        "splits": {name: n for name, (_, _, n) in spec.splits().items()},
+        "domains": {"source": [s for s in ("train", "tuning", "val", "test") if s in spec.splits()],
+                    "shifted": [s for s in ("train_shifted", "val_shifted", "test_shifted") if s in spec.splits()]},
+        "roles": {"train": "training", "tuning": "choosing the learning rate and step count of the baseline only",
+                  "val": "model selection and the paper's tables", "test": "the final, held-out numbers"},
+        "instances": "SegmentationObject: 1..N per image for things in drawing order; sky and ground 0",
+    }
+
+
+def _resolve_spec(spec_or_profile) -> SyntheticSpec | StudySpec:
+    if isinstance(spec_or_profile, (SyntheticSpec, StudySpec)):
         return spec_or_profile
     if isinstance(spec_or_profile, str) and spec_or_profile in SYNTHETIC_PROFILES:
         return SYNTHETIC_PROFILES[spec_or_profile]
@@ -244,7 +462,7 @@ def _check_existing(root: Path, meta: dict) -> Path:
     return root
 
 
-def _write_tree(spec: SyntheticSpec, tmp: Path, meta: dict, progress: bool, workers: int) -> None:
+def _write_tree(spec: SyntheticSpec | StudySpec, tmp: Path, meta: dict, progress: bool, workers: int) -> None:
     """Render every image of ``spec`` into the VOC layout under ``tmp``, then the split lists and
     ``meta.json`` (written last: it marks the tree complete)."""
     for sub in ("JPEGImages", "SegmentationClass", "SegmentationObject", "ImageSets/Segmentation"):
@@ -303,7 +521,7 @@ def remove_stale_tmp(root: Path) -> list[Path]:
     return removed
 
 
-def generate_synthetic(root: str | os.PathLike, spec_or_profile: SyntheticSpec | str = "cpu",
+def generate_synthetic(root: str | os.PathLike, spec_or_profile: SyntheticSpec | StudySpec | str = "cpu",
                        progress: bool = False, workers: int = 1) -> Path:
     """Generate the synthetic benchmark into ``root`` (PASCAL VOC layout) unless it is there.
 

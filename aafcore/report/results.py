@@ -187,10 +187,16 @@ def class_info(profile: str = "cpu", dataset: str = "synthetic", results_root: s
     groups = {g: [names[i] for i in idx] for g, idx in result.get("class_groups", {}).items()}
     widths: dict[str, float] = {}
     spec = result.get("provenance", {}).get("data", {}).get("spec")
-    if dataset == "synthetic" and spec:
+    if dataset == "synthetic" and spec and "thin_width" in spec:   # benchmark v1 (v2's specs have no thin_width)
         from aafcore.datasets import synthetic_class_table   # imports torch: only when needed
 
         widths = {c["name"]: c["width_px"] for c in synthetic_class_table(spec["image_size"], spec["thin_width"])}
+    elif dataset == "synthetic" and spec:
+        from aafcore.datasets import synthetic_meta, SYNTHETIC_PROFILES   # imports torch: only when needed
+
+        study = next((s for s in SYNTHETIC_PROFILES.values() if synthetic_meta(s)["spec"] == spec), None)
+        if study is not None:
+            widths = {c["name"]: c["width_px"] for c in synthetic_meta(study)["classes"]}
     return {"names": names, "groups": groups, "widths": widths}
 
 
