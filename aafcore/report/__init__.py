@@ -73,4 +73,7 @@ __all__ += [
     # protocol
     "PROTOCOL_PATH", "CLAIM_KINDS", "Side", "RunGroup", "ClaimSpec", "Protocol", "load_protocol", "rules_match",
     "protocol_commit", "protocol_dirty", "runs_after_protocol",
+    # the study's tuning rules
+    "TuningDecision", "tuning_table", "apply_tuning_rules",
 ]
+from aafcore.report.tuning import TuningDecision, apply_tuning_rules, tuning_table  # noqa: E402
