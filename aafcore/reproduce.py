@@ -34,6 +34,7 @@ from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, synthetic_meta
 from aafcore.evaluate import evaluation_hash, evaluation_tag
 from aafcore.inference import InferenceConfig
 from aafcore.launch import Job, Launcher, run_stage, tag_parameter_cells
+from aafcore.report.protocol import PROTOCOL_PATH, load_protocol, protocol_dirty
 from aafcore.runs import check_writable_dir, locked
 
 __all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "Job", "Launcher", "plan", "reproduce",
@@ -150,10 +151,62 @@ def _evaluation_jobs(profile: str, dataset: str, results_root: Path, data_root, 
     return jobs
 
 
+def registered_protocol(path: str | Path = PROTOCOL_PATH):
+    """The study's protocol, when it may drive runs: registered (no open field) and committed (no
+    uncommitted change), else a one-line ``ValueError`` that says what to do."""
+    protocol = load_protocol(path)
+    if protocol.status != "registered":
+        raise ValueError(f"{protocol.path} is a {protocol.status} (open: {', '.join(protocol.open_fields) or '-'}): "
+                         f"the study runs only from a registered protocol")
+    if protocol_dirty(protocol.path) is not False:
+        raise ValueError(f"{protocol.path} has uncommitted changes (or is not in git): commit it before the study "
+                         f"runs, so that every run descends from the protocol's commit")
+    return protocol
+
+
+def _study_jobs(results_root: Path, data_root, only: str | None, protocol) -> list[Job]:
+    """The study's trainings and evaluations, as the protocol's run groups list them."""
+    jobs, evaluations = [], []
+    for group in protocol.runs:
+        for seed in group.seeds:
+            named = {"kernel_sizes": group.kernel_sizes} if group.kernel_sizes else {}
+            extra = {"weight_by": group.weight_by} if group.weight_by not in (None, "label") else {}
+            cfg = profile_config("study", base=group.base, method=group.method, seed=seed, **named, **extra)
+            name, out = run_name(cfg), run_dir(cfg, results_root)
+            if only and only not in name:
+                continue
+            chash = config_hash(cfg, _data_identity(cfg, data_root))
+            params = {"profile": "study", "dataset": "synthetic", "base": group.base, "method": group.method,
+                      "seed": seed, "kernel_sizes": ",".join(str(k) for k in cfg.kernel_sizes),
+                      "results_root": str(results_root), "data_root": None if data_root is None else str(data_root),
+                      "overrides": extra}
+            jobs.append(Job("train", f"train {name}", NOTEBOOKS / "train.ipynb", out / "train.ipynb", params,
+                            out / "metrics.json", ("config_hash", chash)))
+            for tag in group.evaluations:
+                spec = protocol.evaluations[tag]
+                multiscale = list(spec["scales"]) != [1.0]
+                inference = EvaluationSet(group.base, (group.method,), spec["split"], spec["domain"], multiscale,
+                                          spec["crf"]).inference
+                if evaluation_tag(spec["split"], spec["domain"], inference) != tag:
+                    raise ValueError(f"{protocol.path}: evaluation {tag!r} is not what aaf evaluate calls "
+                                     f"{evaluation_tag(spec['split'], spec['domain'], inference)!r}")
+                evaluations.append(Job(
+                    "evaluate", f"evaluate {name} {tag}", NOTEBOOKS / "evaluate.ipynb", out / "eval" / tag / "evaluate.ipynb",
+                    {"run_dir": str(out), "split": spec["split"], "domain": spec["domain"], "multiscale": multiscale,
+                     "crf": bool(spec["crf"]), "data_root": None if data_root is None else str(data_root)},
+                    out / "eval" / tag / "metrics.json",
+                    ("evaluation_hash", evaluation_hash(chash, spec["split"], spec["domain"], inference))))
+    return jobs + evaluations
+
+
 def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results",
          data_root: str | Path | None = None, only: str | None = None) -> list[Job]:
-    """Every job of a reproduction, in execution order (``only``: runs whose name contains it)."""
+    """Every job of a reproduction, in execution order (``only``: runs whose name contains it).
+    The ``study`` profile's runs come from the registered protocol (:func:`registered_protocol`);
+    its results pages are not written yet, so it has no report jobs."""
     results_root = Path(results_root)
+    if profile == "study":
+        return _study_jobs(results_root, data_root, only, registered_protocol())
     jobs, trained = _train_jobs(profile, dataset, results_root, data_root, only)
     jobs += _evaluation_jobs(profile, dataset, results_root, data_root, trained)
     in_book = profile == "cpu" and results_root.resolve() == (ROOT / "results").resolve()

@@ -1,0 +1,55 @@
+"""The study's plan comes from a registered, committed protocol (issue 14)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aafcore.reproduce import _study_jobs, plan, registered_protocol
+
+REAL = Path(__file__).resolve().parent.parent / "protocol" / "study.yaml"
+
+
+def _registered(folder: Path) -> Path:
+    """A registered copy of the protocol (the chosen values filled in), committed in a git repo."""
+    data = yaml.safe_load(REAL.read_text())
+    data["status"] = "registered"
+    data["training"]["learning_rate"]["chosen"] = 0.03
+    data["training"]["length_rule"]["chosen_steps"] = 750
+    data["open_fields"] = []
+    folder.mkdir()
+    path = folder / "study.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "study.yaml"], ["commit", "-qm", "protocol"]):
+        subprocess.run([*git, *args], cwd=folder, check=True, capture_output=True)
+    return path
+
+
+def test_the_study_runs_only_from_a_registered_committed_protocol(tmp_path):
+    with pytest.raises(ValueError, match="is a draft .*open: training"):
+        plan("study", results_root=tmp_path)                 # the repository's protocol is still a draft
+    path = _registered(tmp_path / "repo")
+    assert registered_protocol(path).status == "registered"
+    path.write_text(path.read_text() + "\n# an edit after the commit\n")
+    with pytest.raises(ValueError, match="uncommitted changes"):
+        registered_protocol(path)
+
+
+def test_the_study_plan_follows_the_protocol(tmp_path):
+    protocol = registered_protocol(_registered(tmp_path / "repo"))
+    jobs = _study_jobs(tmp_path / "results", None, None, protocol)
+    trains = [j for j in jobs if j.kind == "train"]
+    assert len(trains) == sum(len(g.seeds) for g in protocol.runs)
+    assert len(jobs) - len(trains) == sum(len(g.seeds) * len(g.evaluations) for g in protocol.runs)
+    names = {j.output.parent.name for j in trains}
+    assert {f"pspnet-aaf-s{s}" for s in range(10)} <= names and "pspnet-aaf-channel-s4" in names
+    assert {"pspnet-aaf_frozen-s0", "pspnet-aaf_min-s4", "pspnet-aaf-k3_5-s2", "fcn-baseline-s4"} <= names
+    assert all(re.search(r"-s\d+$", name) for name in names)       # no -c<hash> folder: nothing is an override
+    tags = {j.output.parent.name for j in jobs if j.kind == "evaluate"}
+    assert tags == set(protocol.evaluations)
+    assert [j.kind for j in jobs] == sorted((j.kind for j in jobs), key=["train", "evaluate"].index)
