@@ -76,5 +76,6 @@ def test_cuda_check_script_runs_its_checks_on_the_cpu(tmp_path):
     report = json.loads(out.read_text())
     assert report["ok"] and {r["loss"] for r in report["losses"]} == {"affinity", "aaf"}
     assert all(r["loss_rel_diff"] < 1e-4 and r["grad_logits_rel_diff"] < 1e-4 for r in report["losses"])
-    assert [r["method"] for r in report["trainer_steps"]] == ["baseline", "affinity", "aaf", "emb", "gan"]
+    assert [r["method"] for r in report["trainer_steps"]] == ["baseline", "affinity", "aaf", "emb", "gan",
+                                                              "aaf_frozen", "aaf_min"]
     assert all(r["parameters_changed"] for r in report["trainer_steps"])
