@@ -87,7 +87,7 @@ def _load_data(run: Path, trained: dict, cfg: TrainConfig, dataset: str, split: 
     return root, data
 
 
-def _check_checkpoint(ckpt_path: Path, state: dict, trained: dict, cfg: TrainConfig) -> None:
+def _check_checkpoint(ckpt_path: Path, state: dict, trained: dict, cfg: TrainConfig, sha256: str) -> None:
     """The checkpoint must be the one the run's ``metrics.json`` was computed with: same config,
     the last step, and (when recorded) the same file hash."""
     recorded = state.get("config")
@@ -100,21 +100,22 @@ def _check_checkpoint(ckpt_path: Path, state: dict, trained: dict, cfg: TrainCon
         raise ValueError(f"{ckpt_path} is from step {state.get('step')} of {cfg.total_steps}: the run is not finished; "
                          f"finish it with aaf train (it continues from its checkpoint)")
     expected = trained.get("checkpoint_sha256")
-    if expected is not None and file_sha256(ckpt_path) != expected:
+    if expected is not None and sha256 != expected:
         raise ValueError(f"{ckpt_path} is not the checkpoint {ckpt_path.parent / 'metrics.json'} was computed with "
                          f"(sha256 differs): retrain the run with aaf train ... --force")
 
 
 def _load_model(ckpt_path: Path, trained: dict, cfg: TrainConfig, num_classes: int, device: torch.device):
-    """The trained network of a finished run, on ``device``, from its checkpoint; and the step."""
-    state = load_checkpoint(ckpt_path)
-    _check_checkpoint(ckpt_path, state, trained, cfg)
+    """The trained network of a finished run, on ``device``, from its checkpoint; its step and the
+    checkpoint file's sha256 (hashed once: checked against the run's and recorded)."""
+    state, sha256 = load_checkpoint(ckpt_path), file_sha256(ckpt_path)
+    _check_checkpoint(ckpt_path, state, trained, cfg, sha256)
     model = build_model(cfg.base, cfg.backbone, num_classes, fcn_head=cfg.fcn_head)
     model.load_state_dict(state["model"])
     model.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return model, int(state["step"])
+    return model, int(state["step"]), sha256
 
 
 def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "source", *,
@@ -171,14 +172,14 @@ def _evaluate(run: Path, trained: dict, cfg: TrainConfig, out: Path, dev: torch.
     t0 = time.perf_counter()
     ckpt_path = run / "checkpoint.pt"
     root, data = _load_data(run, trained, cfg, other or cfg.dataset, split, domain, data_root, progress)
-    model, step = _load_model(ckpt_path, trained, cfg, data.num_classes, dev)
+    model, step, sha256 = _load_model(ckpt_path, trained, cfg, data.num_classes, dev)
     ev = evaluate_model(model, data, dev, inference, channels_last=dev.type == "cuda" and cfg.channels_last,
                         predictions_dir=out / "predictions", progress=progress)
     result = evaluation_result(dataclasses.asdict(cfg), run_name(cfg), trained, data, ev, inference, split, domain,
                                started, t0)
     result["evaluation_hash"] = ehash
     result["evaluation"].update(dataset=other or cfg.dataset, tag=tag, checkpoint_step=step,
-                                checkpoint_sha256=file_sha256(ckpt_path))
+                                checkpoint_sha256=sha256)
     result["provenance"].update({**provenance(dev), "data_root": str(root),
                                  "training": {k: trained.get("provenance", {}).get(k)
                                               for k in ("git_commit", "started", "wall_seconds")}})

@@ -194,9 +194,9 @@ def class_info(profile: str = "cpu", dataset: str = "synthetic", results_root: s
     elif dataset == "synthetic" and spec:
         from aafcore.datasets import synthetic_meta, SYNTHETIC_PROFILES   # imports torch: only when needed
 
-        study = next((s for s in SYNTHETIC_PROFILES.values() if synthetic_meta(s)["spec"] == spec), None)
-        if study is not None:
-            widths = {c["name"]: c["width_px"] for c in synthetic_meta(study)["classes"]}
+        meta = next((m for m in map(synthetic_meta, SYNTHETIC_PROFILES.values()) if m["spec"] == spec), None)
+        if meta is not None:
+            widths = {c["name"]: c["width_px"] for c in meta["classes"]}
     return {"names": names, "groups": groups, "widths": widths}
 
 
