@@ -34,7 +34,8 @@ def test_the_protocol_loads_and_is_a_draft_with_its_open_fields(protocol):
     assert protocol.benchmark["name"] == "synthetic-v2"
     assert protocol.alpha == 0.05 and protocol.statistics["correction"] == "holm"
     # what the tuning runs decide stays open until they have run (the rules and candidates are fixed)
-    assert set(protocol.open_fields) == {"training.length_rule.chosen_steps", "training.learning_rate.chosen"}
+    assert set(protocol.open_fields) == {"training.length_rule.chosen_steps", "training.learning_rate.chosen",
+                                         "crf.chosen"}
     assert protocol.benchmark["generator_version"] == "aafcore-synthetic-v2.0"
     assert protocol.training["learning_rate"]["candidates"] and protocol.training["length_rule"]["candidate_steps"]
     assert all(not f.startswith(("statistics", "seeds", "evaluations", "runs")) for f in protocol.open_fields)
@@ -292,5 +293,18 @@ def test_the_protocol_describes_the_code_that_runs_the_study(protocol):
     cfg, settings = PROFILES[protocol.training["profile"]], protocol.training["settings"]
     for key in ("backbone", "batch_size", "crop_size", "fcn_head", "checkpoint_every"):
         assert getattr(cfg, key) == settings[key], key
-    assert cfg.lr in protocol.training["learning_rate"]["candidates"]
-    assert cfg.steps in protocol.training["length_rule"]["candidate_steps"]
+    rate, length = protocol.training["learning_rate"], protocol.training["length_rule"]
+    if protocol.status == "registered":
+        assert (cfg.lr, cfg.steps) == (rate["chosen"], length["chosen_steps"])
+    else:   # the tuning runs' names are relative to the profile: it keeps a tuned setting until then
+        assert cfg.lr in rate["candidates"]
+        assert cfg.steps in [*length["candidate_steps"], rate["at_steps"]]
+
+
+def test_the_crf_choice_must_be_a_cell_of_its_grid(tmp_path):
+    _fails(_variant(tmp_path, lambda d: (d["crf"].update(chosen={"bi_w": 2.0, "bi_xy_std": 15.0}),
+                                         d["open_fields"].remove("crf.chosen"))),
+           "crf.chosen.bi_w: 2.0 is not in the grid")
+    _fails(_variant(tmp_path, lambda d: (d["crf"].update(chosen={"bi_rgb_std": 3.0}),
+                                         d["open_fields"].remove("crf.chosen"))),
+           "crf.chosen: 'bi_rgb_std' is not a parameter of the grid")

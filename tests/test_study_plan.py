@@ -20,6 +20,7 @@ def _registered(folder: Path) -> Path:
     data["status"] = "registered"
     data["training"]["learning_rate"]["chosen"] = 0.03
     data["training"]["length_rule"]["chosen_steps"] = 750
+    data["crf"]["chosen"] = {"bi_w": 1.0, "bi_xy_std": 15.0}
     data["open_fields"] = []
     folder.mkdir()
     path = folder / "study.yaml"

@@ -47,3 +47,15 @@ def test_a_missing_candidate_or_curve_point_is_named(tmp_path):
     _run(tmp_path, 0.01, 625, {625: 0.5})
     with pytest.raises(ValueError, match="no learning-curve point at step 500"):
         tuning_table(tmp_path, "study", [100], 0.2)
+
+
+def test_the_rates_can_be_compared_at_a_length_of_their_own(tmp_path):
+    """Protocol draft 3: the rates were compared at 750 steps (at_steps), the lengths are longer."""
+    _run(tmp_path, 0.01, 750, {600: 0.36, 750: 0.37})
+    _run(tmp_path, 0.03, 750, {600: 0.39, 750: 0.41})
+    _run(tmp_path, 0.03, 1000, {800: 0.440, 1000: 0.445})
+    _run(tmp_path, 0.03, 1250, {1000: 0.460, 1250: 0.462})
+    table = tuning_table(tmp_path, "study", [100], 0.2)
+    assert apply_tuning_rules(table, [0.01, 0.03], [1000, 1250], 0.3, lr_steps=750) == TuningDecision(0.03, 1250, True)
+    with pytest.raises(ValueError, match="no tuning run at lr 0.01 and 1250 steps"):
+        apply_tuning_rules(table, [0.01, 0.03], [1000, 1250], 0.3)

@@ -11,6 +11,8 @@ without git, the functions return flags (None, ``"not a git repository"``), neve
 
 from __future__ import annotations
 
+import dataclasses
+
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,6 +121,14 @@ class Protocol:
     statistics: dict
     claims: tuple[ClaimSpec, ...]
     open_fields: tuple[str, ...]
+    crf: dict = dataclasses.field(default_factory=dict)
+
+    def crf_params(self) -> dict:
+        """The CRF parameters of the study's ``crf: true`` evaluations: ``crf.scaled`` with the
+        grid's ``crf.chosen`` cell over it (``ValueError`` while it is open or absent)."""
+        if not self.crf or self.crf.get("chosen") is None:
+            raise ValueError(f"{self.path}: crf.chosen is not decided yet: the CRF evaluations need it")
+        return {**self.crf["scaled"], **self.crf["chosen"]}
 
     @property
     def alpha(self) -> float:
@@ -337,6 +347,9 @@ def _training(c: _Checker, data: dict) -> dict:
     rate = c.get(training, "learning_rate", "training", dict)
     for key in ("text", "base", "method", "split"):
         c.get(rate, key, "training.learning_rate", str)
+    at_steps = c.get(rate, "at_steps", "training.learning_rate", int, optional=True)
+    if at_steps is not None and at_steps <= 0:
+        c.fail("training.learning_rate.at_steps", f"must be a positive number of steps, got {at_steps}")
     seeds = c.ints(training, "tuning_seeds", "training", optional=True) or ()
     if set(seeds) & set(c.get(data, "seeds", "", dict).get("main") or ()):
         c.fail("training.tuning_seeds", "must be disjoint from the study seeds")
@@ -406,8 +419,19 @@ def load_protocol(path: str | Path = PROTOCOL_PATH) -> Protocol:
     training, statistics = _training(c, data), _statistics(c, data)
     runs = _runs(c, data, evaluations)
     claims = _claims(c, data, evaluations, runs)
+    crf = c.get(data, "crf", "", dict, optional=True, default={})
+    if crf:
+        for key in ("paper", "scaled", "grid"):
+            c.get(crf, key, "crf", dict)
+        chosen = c.get(crf, "chosen", "crf", dict, optional=True)
+        unknown = sorted(set(chosen or {}) - set(crf["grid"]))
+        if unknown:
+            c.fail("crf.chosen", f"{unknown[0]!r} is not a parameter of the grid")
+        for key, value in (chosen or {}).items():
+            if value not in crf["grid"][key]:
+                c.fail(f"crf.chosen.{key}", f"{value!r} is not in the grid {crf['grid'][key]}")
     return Protocol(path, version, status, data["benchmark"], training, data["seeds"], evaluations, runs,
-                    statistics, claims, _open_fields(c, data, status))
+                    statistics, claims, _open_fields(c, data, status), crf)
 
 
 def rules_match(protocol: Protocol) -> bool:

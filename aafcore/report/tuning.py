@@ -5,8 +5,9 @@ each with a learning curve on the tuning split (``monitor_log.jsonl``: mIoU ever
 ``monitor_every`` steps).  They live beside the study's runs, in folders of their own
 (``pspnet-baseline-s<seed>-c<hash>``: their overrides are the candidate rate and length).
 
-* learning rate: among the runs of the longest candidate length, the candidate with the highest
-  mean final tuning mIoU over the tuning seeds (ties: the smaller rate);
+* learning rate: among the runs of the protocol's ``at_steps`` length (default: the longest
+  candidate length), the candidate with the highest mean final tuning mIoU over the tuning seeds
+  (ties: the smaller rate);
 * length: at that rate, the shortest candidate length ``S`` whose run gains less than
   ``max_gain_pp`` points of tuning mIoU over its last ``last_fraction`` of steps
   (``mIoU(S) - mIoU((1 - last_fraction) S)``, mean over the tuning seeds).  When no candidate
@@ -74,15 +75,17 @@ def tuning_table(results_root: str | Path, profile: str, tuning_seeds, last_frac
     return pd.DataFrame(rows)
 
 
-def apply_tuning_rules(table: pd.DataFrame, lr_candidates, step_candidates, max_gain_pp: float) -> TuningDecision:
+def apply_tuning_rules(table: pd.DataFrame, lr_candidates, step_candidates, max_gain_pp: float,
+                       lr_steps: int | None = None) -> TuningDecision:
     """The protocol's choice from :func:`tuning_table`'s rows (see the module docstring); a
-    ``ValueError`` naming what is missing when a candidate's run is absent."""
-    longest = max(step_candidates)
+    ``ValueError`` naming what is missing when a candidate's run is absent.  ``lr_steps``: the
+    length at which the learning rates are compared (default: the longest candidate length)."""
+    lr_steps = max(step_candidates) if lr_steps is None else int(lr_steps)
     finals = {}
     for lr in lr_candidates:
-        rows = table[(table["lr"] == lr) & (table["steps"] == longest)]
+        rows = table[(table["lr"] == lr) & (table["steps"] == lr_steps)]
         if rows.empty:
-            raise ValueError(f"no tuning run at lr {lr} and {longest} steps: the learning-rate rule needs one")
+            raise ValueError(f"no tuning run at lr {lr} and {lr_steps} steps: the learning-rate rule needs one")
         finals[lr] = rows["miou_end"].mean()
     best = max(finals.values())
     lr = min(c for c, v in finals.items() if v == best)
@@ -92,4 +95,4 @@ def apply_tuning_rules(table: pd.DataFrame, lr_candidates, step_candidates, max_
             raise ValueError(f"no tuning run at lr {lr} and {steps} steps: the length rule needs one")
         if rows["gain_pp"].mean() < max_gain_pp:
             return TuningDecision(lr, int(steps), True)
-    return TuningDecision(lr, int(longest), False)
+    return TuningDecision(lr, int(max(step_candidates)), False)
