@@ -28,7 +28,7 @@ import warnings
 from aafcore import __version__
 from aafcore.config import (BACKBONES, BASES, METHODS, PROFILES, generation_workers, load_config, profile_config,
                             run_dir)
-from aafcore.crf import CRFParams
+from aafcore.crf import crf_params
 from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
 from aafcore.errors import one_line
 from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
@@ -99,6 +99,24 @@ def _fmt(value) -> str:
     return "n/a" if value is None or value != value else f"{100 * value:.2f}"
 
 
+def _crf_option(text: str) -> dict:
+    """``bi_w=3,bi_xy_std=15`` -> ``{"bi_w": 3.0, "bi_xy_std": 15.0}`` (checked by :func:`crf_params`)."""
+    option = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        try:
+            option[key.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected KEY=NUMBER pairs like bi_w=3,bi_xy_std=15, got {part!r}") from None
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected KEY=NUMBER pairs like bi_w=3,bi_xy_std=15, got {part!r}")
+    try:
+        crf_params(option)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return option
+
+
 def _evaluate(args) -> int:
     run = args.run
     if run is None:
@@ -108,7 +126,7 @@ def _evaluate(args) -> int:
     if args.data_root is not None and not os.path.isdir(args.data_root):
         raise FileNotFoundError(f"data root not found: {args.data_root}")
     inference = InferenceConfig(scales=PAPER_SCALES if args.multiscale else (1.0,), flip=args.multiscale,
-                                crop_size=args.window, crf=CRFParams() if args.crf else None)
+                                crop_size=args.window, crf=crf_params(args.crf_params or args.crf))
     result = evaluate_run(run, args.split, args.domain, inference=inference, data_root=args.data_root,
                           device=args.device, force=args.force, progress=not args.no_progress,
                           dataset=args.dataset)
@@ -146,7 +164,8 @@ def _add_reproduce(sub) -> None:
     rp.add_argument("--results", default="results", help="results root (default results)")
     rp.add_argument("--data-root", help="dataset directory (default: generate data/synthetic-<profile>)")
     rp.add_argument("--force", action="store_true", help="re-run every notebook and retrain every run")
-    rp.add_argument("--only", help="only the runs whose name contains this (e.g. pspnet-aaf-s0)")
+    rp.add_argument("--only", help="only the runs whose name contains this, or one of these comma-separated parts "
+                         "(e.g. pspnet-aaf-s0 or pspnet-baseline-s3,pspnet-aaf-s3)")
     rp.add_argument("--no-book", action="store_true", help="do not build the book")
     rp.add_argument("--no-reports", action="store_true", help="only the trainings and evaluations")
     rp.add_argument("--jobs", type=int, default=1,
@@ -223,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--multiscale", action="store_true",
                     help="scales 0.5-1.75 with left-right flip (the paper's test protocol)")
     ev.add_argument("--crf", action="store_true", help="dense-CRF post-processing (the paper's parameters)")
+    ev.add_argument("--crf-params", type=_crf_option, metavar="K=V,...",
+                    help="dense CRF with these parameters over the paper's, e.g. bi_w=3,bi_xy_std=15 (implies --crf)")
     ev.add_argument("--window", type=int,
                     help="sliding-window crop size (default: the profile's, voc 480 / cityscapes 720; else whole image)")
     ev.add_argument("--data-root", help="dataset directory (default: where the run read its data)")

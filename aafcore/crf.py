@@ -8,6 +8,9 @@ RGB image form the pairwise term
                                    + pos_w · exp(-|p_i - p_j|² / 2 pos_xy_std²) )
 
 with the paper's parameters bi_w = 1, bi_xy_std = 40, bi_rgb_std = 3, pos_w = 1, pos_xy_std = 1.
+The spatial stds are in pixels of Cityscapes' 1024 x 2048 images; the study (protocol/study.yaml,
+``crf``) scales them to its 384-px images and picks ``bi_w`` / ``bi_xy_std`` on a small grid on
+the tuning split (:func:`aafcore.evaluate.crf_grid`), as DeepLab tuned its CRF.
 Mean-field inference runs :data:`CRF_ITERATIONS` = 10 iterations (DeepLab's default; the paper
 does not state a number).  The solver is ``pydensecrf2`` (install ``aafcore[crf]``).
 """
@@ -19,7 +22,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-__all__ = ["CRFParams", "CRF_ITERATIONS", "dense_crf", "crf_available"]
+__all__ = ["CRFParams", "CRF_ITERATIONS", "crf_params", "dense_crf", "crf_available"]
 
 CRF_ITERATIONS = 10
 
@@ -37,6 +40,26 @@ class CRFParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def crf_params(option) -> CRFParams | None:
+    """The CRF of an evaluation option: ``False``/``None`` -> no CRF, ``True`` -> the paper's
+    parameters, a mapping -> those fields over the paper's (e.g. the study's tuned
+    ``{"bi_w": 3.0, "bi_xy_std": 15.0}``); anything else is a one-line ``ValueError``."""
+    if option is None or option is False:
+        return None
+    if option is True:
+        return CRFParams()
+    if isinstance(option, dict):
+        fields = set(CRFParams.__dataclass_fields__)
+        unknown = sorted(set(option) - fields)
+        if unknown:
+            raise ValueError(f"unknown CRF parameter {unknown[0]!r}; choose from {', '.join(sorted(fields))}")
+        bad = [k for k, v in option.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0]
+        if bad:
+            raise ValueError(f"CRF parameter {bad[0]} must be a positive number, got {option[bad[0]]!r}")
+        return CRFParams(**{k: (int(v) if k == "iterations" else float(v)) for k, v in option.items()})
+    raise ValueError(f"crf must be true, false or a mapping of CRF parameters, got {option!r}")
 
 
 def _densecrf():

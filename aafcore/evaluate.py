@@ -10,23 +10,29 @@ sliding windows, CRF) lives in :mod:`aafcore.inference`; its names are re-export
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from aafcore.config import TrainConfig, config_from_dict, data_identity, prepare_data, run_name
-from aafcore.datasets import build_dataset
+from aafcore.crf import CRFParams, dense_crf
+from aafcore.datasets import build_dataset, denormalize
 from aafcore.errors import check_name, one_line
 from aafcore.inference import (PAPER_SCALES, PREDICTION_IMAGES, InferenceConfig, evaluate_model, evaluation_result,
                                predict_logits, predict_probs)
+from aafcore.metrics import confusion_matrix
 from aafcore.models import build_model
 from aafcore.runs import (check_writable_dir, digest, file_sha256, finished_result, jsonable, load_checkpoint, locked,
                           provenance, read_json, resolve_device, same_training, write_json)
 
 __all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "InferenceConfig", "predict_logits", "predict_probs",
-           "evaluate_model", "evaluate_run", "evaluation_hash", "evaluation_tag", "evaluation_result", "jsonable"]
+           "evaluate_model", "evaluate_run", "crf_grid", "evaluation_hash", "evaluation_tag", "evaluation_result", "jsonable"]
 
 
 def evaluation_tag(split: str, domain: str, inference: InferenceConfig, dataset: str | None = None) -> str:
@@ -184,3 +190,68 @@ def _evaluate(run: Path, trained: dict, cfg: TrainConfig, out: Path, dev: torch.
                                  "training": {k: trained.get("provenance", {}).get(k)
                                               for k in ("git_commit", "started", "wall_seconds")}})
     return write_json(out / "metrics.json", result)
+
+
+def _miou(conf: np.ndarray) -> float:
+    """Mean IoU (points) over the classes present in the labels or the predictions of ``conf``."""
+    tp = np.diag(conf).astype(float)
+    union = conf.sum(0) + conf.sum(1) - tp
+    present = union > 0
+    return float(100 * (tp[present] / union[present]).mean())
+
+
+def crf_grid(run: str | os.PathLike, grid: Mapping[str, Sequence[float]], base: CRFParams = CRFParams(), *,
+             split: str = "tuning", data_root: str | os.PathLike | None = None, device: str = "cpu",
+             out: str | os.PathLike | None = None) -> dict:
+    """Tune the dense CRF as DeepLab did: the mIoU on ``split`` of a finished run's network alone
+    and after the CRF for every cell of ``grid`` (parameter -> values, e.g. ``{"bi_w": [1, 3, 5],
+    "bi_xy_std": [7.5, 15, 30]}``; the other parameters as ``base``), single scale.  Float32 on
+    ``device``; the dense CRF runs on the CPU.
+
+    The network's probabilities are computed once per image and every cell post-processes them.
+    The chosen cell has the highest mIoU; ties go to the cell nearest ``base`` (sum over the
+    grid's parameters of ``|log(value / base value)|``).  Returns (and with ``out`` writes, as
+    JSON) ``{"run", "split", "images", "base", "grid", "no_crf_miou", "cells": [{params...,
+    "miou"}], "chosen": {params...}, "chosen_miou", "checkpoint_sha256", "seconds", "provenance"}``
+    (mIoU in points).
+    """
+    run = Path(run)
+    check_name(split, "split")
+    unknown = sorted(set(grid) - set(CRFParams.__dataclass_fields__))
+    if unknown or not grid or any(len(v) == 0 for v in grid.values()):
+        raise ValueError(f"crf_grid: the grid must map CRF parameters to values, got {dict(grid)!r}")
+    t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    trained, cfg = _load_run(run)
+    _, data = _load_data(run, trained, cfg, cfg.dataset, split, "source", data_root, False)
+    dev = resolve_device(device)
+    model, _, sha256 = _load_model(run / "checkpoint.pt", trained, cfg, data.num_classes, dev)
+    model.eval()
+    keys = list(grid)
+    cells = [dict(zip(keys, (float(v) for v in values))) for values in itertools.product(*grid.values())]
+    n = data.num_classes
+    plain = np.zeros((n, n), np.int64)
+    confs = [np.zeros((n, n), np.int64) for _ in cells]
+    for i in range(len(data)):
+        item = data[i]
+        probs = predict_probs(model, item["image"][None].to(next(model.parameters()).device))[0].cpu().numpy()
+        raw = data.load_raw(i)[0] if hasattr(data, "load_raw") else denormalize(item["image"])
+        label = np.asarray(item["label"])
+        plain += confusion_matrix(probs.argmax(0), label, n, data.ignore_index)
+        for cell, conf in zip(cells, confs):
+            pred = dense_crf(raw, probs, dataclasses.replace(base, **cell)).argmax(0)
+            conf += confusion_matrix(pred, label, n, data.ignore_index)
+    rows = [{**cell, "miou": _miou(conf)} for cell, conf in zip(cells, confs)]
+
+    def distance(cell: dict) -> float:
+        return sum(abs(math.log(cell[k] / getattr(base, k))) for k in keys)
+
+    best = max(r["miou"] for r in rows)
+    chosen = min((r for r in rows if r["miou"] == best), key=distance)
+    result = {"run": run.name, "split": split, "images": len(data), "base": base.as_dict(),
+              "grid": {k: [float(v) for v in vs] for k, vs in grid.items()}, "no_crf_miou": _miou(plain),
+              "cells": rows, "chosen": {k: chosen[k] for k in keys}, "chosen_miou": chosen["miou"],
+              "checkpoint_sha256": sha256, "seconds": time.perf_counter() - t0,
+              "provenance": {**provenance(dev), "started": started, "threads": torch.get_num_threads()}}
+    if out is not None:
+        write_json(Path(out), result)
+    return result

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aafcore.config import config_hash, data_identity, prepare_data, profile_config, run_dir, run_name
-from aafcore.crf import CRFParams
+from aafcore.crf import CRFParams, crf_params
 from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, synthetic_meta
 from aafcore.evaluate import evaluation_hash, evaluation_tag
 from aafcore.inference import InferenceConfig
@@ -93,6 +93,12 @@ REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "res
            "results_cost", "figure5", "claims", "performance", "tutorial")
 
 
+def selected(name: str, only: str | None) -> bool:
+    """Whether run ``name`` is selected by ``--only``: no filter, or it contains one of the
+    comma-separated parts (``pspnet-baseline-s3,pspnet-aaf-s3``)."""
+    return not only or any(part and part in name for part in only.split(","))
+
+
 def _data_identity(cfg, data_root) -> dict:
     """The dataset identity in the config hashes (:func:`aafcore.config.data_identity`); the built-in
     benchmark's follows from its spec, so planning never has to generate it."""
@@ -114,7 +120,7 @@ def _train_jobs(profile: str, dataset: str, results_root: Path, data_root,
             cfg = profile_config(profile, dataset=dataset, base=runs.base, method=runs.method, seed=seed,
                                  kernel_sizes=runs.kernel_sizes)
             name = run_name(cfg)
-            if only and only not in name:
+            if not selected(name, only):
                 continue
             if identity is None:   # the dataset's spec enters every config hash
                 identity = _data_identity(cfg, data_root)
@@ -173,7 +179,7 @@ def _study_jobs(results_root: Path, data_root, only: str | None, protocol) -> li
             extra = {"weight_by": group.weight_by} if group.weight_by not in (None, "label") else {}
             cfg = profile_config("study", base=group.base, method=group.method, seed=seed, **named, **extra)
             name, out = run_name(cfg), run_dir(cfg, results_root)
-            if only and only not in name:
+            if not selected(name, only):
                 continue
             chash = config_hash(cfg, _data_identity(cfg, data_root))
             params = {"profile": "study", "dataset": "synthetic", "base": group.base, "method": group.method,
@@ -187,13 +193,16 @@ def _study_jobs(results_root: Path, data_root, only: str | None, protocol) -> li
                 multiscale = list(spec["scales"]) != [1.0]
                 inference = EvaluationSet(group.base, (group.method,), spec["split"], spec["domain"], multiscale,
                                           spec["crf"]).inference
+                crf = protocol.crf_params() if spec["crf"] else False   # the study's tuned CRF
+                if crf:
+                    inference = dataclasses.replace(inference, crf=crf_params(crf))
                 if evaluation_tag(spec["split"], spec["domain"], inference) != tag:
                     raise ValueError(f"{protocol.path}: evaluation {tag!r} is not what aaf evaluate calls "
                                      f"{evaluation_tag(spec['split'], spec['domain'], inference)!r}")
                 evaluations.append(Job(
                     "evaluate", f"evaluate {name} {tag}", NOTEBOOKS / "evaluate.ipynb", out / "eval" / tag / "evaluate.ipynb",
                     {"run_dir": str(out), "split": spec["split"], "domain": spec["domain"], "multiscale": multiscale,
-                     "crf": bool(spec["crf"]), "data_root": None if data_root is None else str(data_root)},
+                     "crf": crf, "data_root": None if data_root is None else str(data_root)},
                     out / "eval" / tag / "metrics.json",
                     ("evaluation_hash", evaluation_hash(chash, spec["split"], spec["domain"], inference))))
     return jobs + evaluations

@@ -289,3 +289,50 @@ def test_aaf_evaluate_rejects_an_unfinished_run(smoke_data, tmp_path, capsys):
     state["step"] = cfg.steps // 2
     torch.save(state, run / "checkpoint.pt")
     assert "not finished" in _cli_error(capsys, "evaluate", str(run), "--no-progress")
+
+
+def test_crf_options_are_none_the_papers_or_named_parameters():
+    from aafcore.crf import crf_params
+
+    assert crf_params(False) is None and crf_params(None) is None
+    assert crf_params(True) == CRFParams()
+    tuned = crf_params({"bi_w": 3, "bi_xy_std": 15.0})
+    assert (tuned.bi_w, tuned.bi_xy_std, tuned.bi_rgb_std, tuned.pos_xy_std) == (3.0, 15.0, 3.0, 1.0)
+    with pytest.raises(ValueError, match="unknown CRF parameter 'sxy'"):
+        crf_params({"sxy": 3})
+    with pytest.raises(ValueError, match="bi_w must be a positive number"):
+        crf_params({"bi_w": 0})
+    with pytest.raises(ValueError, match="crf must be true, false or a mapping"):
+        crf_params("yes")
+
+
+def test_aaf_evaluate_rejects_malformed_crf_parameters_in_one_line(capsys, tmp_path):
+    assert "KEY=NUMBER" in _cli_error(capsys, "evaluate", str(tmp_path), "--crf-params", "bi_w")
+    assert "unknown CRF parameter 'w'" in _cli_error(capsys, "evaluate", str(tmp_path), "--crf-params", "w=3")
+
+
+@pytest.mark.slow
+def test_crf_grid_scores_every_cell_as_an_evaluation_would(smoke_data, tmp_path):
+    """The grid's numbers are those of aaf evaluate with the same CRF (same code path for the
+    probabilities and the labels), and the tie rule prefers the cell nearest the base."""
+    from aafcore.evaluate import crf_grid
+
+    run = _run(smoke_data, tmp_path)
+    grid = {"bi_w": [1.0, 4.0], "bi_xy_std": [5.0, 40.0]}
+    out = crf_grid(run, grid, CRFParams(bi_xy_std=5.0), split="val", out=tmp_path / "grid.json")
+    assert json.loads((tmp_path / "grid.json").read_text())["chosen"] == out["chosen"]
+    assert [(c["bi_w"], c["bi_xy_std"]) for c in out["cells"]] == [(1, 5), (1, 40), (4, 5), (4, 40)]
+    plain = evaluate_run(run, "val", "source", progress=False, out_dir=tmp_path / "plain")
+    assert out["no_crf_miou"] == pytest.approx(100 * plain["metrics"]["miou"])
+    cell = out["cells"][3]
+    crf = CRFParams(bi_w=cell["bi_w"], bi_xy_std=cell["bi_xy_std"])
+    direct = evaluate_run(run, "val", "source", inference=InferenceConfig(crf=crf), progress=False,
+                          out_dir=tmp_path / "crf")
+    assert cell["miou"] == pytest.approx(100 * direct["metrics"]["miou"])
+    best = max(c["miou"] for c in out["cells"])
+    assert out["chosen_miou"] == best
+    tied = [c for c in out["cells"] if c["miou"] == best]
+    if (1.0, 5.0) in [(c["bi_w"], c["bi_xy_std"]) for c in tied]:
+        assert out["chosen"] == {"bi_w": 1.0, "bi_xy_std": 5.0}
+    with pytest.raises(ValueError, match="the grid must map CRF parameters"):
+        crf_grid(run, {"sxy": [1.0]})

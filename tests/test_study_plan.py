@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aafcore.reproduce import _study_jobs, plan, registered_protocol
+from aafcore.reproduce import _study_jobs, plan, registered_protocol, selected
 
 REAL = Path(__file__).resolve().parent.parent / "protocol" / "study.yaml"
 
@@ -54,3 +54,14 @@ def test_the_study_plan_follows_the_protocol(tmp_path):
     tags = {j.output.parent.name for j in jobs if j.kind == "evaluate"}
     assert tags == set(protocol.evaluations)
     assert [j.kind for j in jobs] == sorted((j.kind for j in jobs), key=["train", "evaluate"].index)
+    crf = [j for j in jobs if j.output.parent.name == "val-source-crf"]
+    assert len(crf) == 10 and all(j.parameters["crf"] == {**protocol.crf["scaled"], "bi_w": 1.0, "bi_xy_std": 15.0}
+                                  for j in crf)
+    assert all(j.parameters["crf"] is False for j in jobs if j.kind == "evaluate" and j not in crf)
+
+
+def test_only_selects_runs_by_any_of_its_comma_separated_parts(tmp_path):
+    protocol = registered_protocol(_registered(tmp_path / "repo"))
+    jobs = _study_jobs(tmp_path / "results", None, "pspnet-baseline-s3,pspnet-aaf-s3", protocol)
+    assert sorted(j.name for j in jobs if j.kind == "train") == ["train pspnet-aaf-s3", "train pspnet-baseline-s3"]
+    assert selected("fcn-aaf-s1", None) and selected("fcn-aaf-s1", "x,aaf-s1") and not selected("fcn-aaf-s1", "x,,y")
