@@ -18,7 +18,9 @@ With one scale and no flip this is ``argmax`` of the upsampled logits (single-sc
 :func:`evaluate_model` streams a dataset through inference, the optional dense CRF
 (:mod:`aafcore.crf`) and :class:`aafcore.metrics.SegmentationMetrics`; :func:`evaluation_result`
 turns its output into the ``metrics.json`` record (DESIGN.md section 9) that training
-(:mod:`aafcore.train`) and ``aaf evaluate`` (:mod:`aafcore.evaluate`) both write.
+(:mod:`aafcore.train`) and ``aaf evaluate`` (:mod:`aafcore.evaluate`) both write.  Boundary metrics
+are computed at the paper's tolerance and, beside it, at one logit cell (:data:`CELL_PX` pixels,
+the ``*_cell`` metrics).
 """
 
 from __future__ import annotations
@@ -41,11 +43,14 @@ from aafcore.errors import check_name
 from aafcore.metrics import SegmentationMetrics, group_means
 from aafcore.runs import atomic_path
 
-__all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "InferenceConfig", "predict_logits", "predict_probs",
+__all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "CELL_PX", "InferenceConfig", "predict_logits", "predict_probs",
            "save_prediction", "evaluate_model", "evaluation_result"]
 
 PAPER_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 PREDICTION_IMAGES = 8   # colour-coded predictions saved per evaluation: the split's first 8 images
+# One logit cell in pixels: the output stride of every model of aafcore (SegmentationModel.output_stride),
+# the second boundary tolerance of an evaluation (the paper's 0.0075 x diagonal is half a cell at 384 px).
+CELL_PX = 8
 
 
 @dataclass(frozen=True)
@@ -212,10 +217,12 @@ class _Stream:
 def evaluate_model(model, dataset, device: torch.device | str = "cpu",
                    inference: InferenceConfig = InferenceConfig(), batch_size: int = 8,
                    channels_last: bool = False, predictions_dir: str | os.PathLike | None = None,
-                   prediction_images: int = PREDICTION_IMAGES, progress: bool = False) -> dict:
+                   prediction_images: int = PREDICTION_IMAGES, progress: bool = False,
+                   boundary_tolerance_px: float | None = CELL_PX) -> dict:
     """Metrics of ``model`` on every image of ``dataset`` (``build_dataset`` items).
 
-    Returns :meth:`SegmentationMetrics.compute` plus ``images``, ``seconds_per_image`` (network
+    Returns :meth:`SegmentationMetrics.compute` (with the one-cell boundary metrics ``*_cell`` at
+    ``boundary_tolerance_px`` pixels, none when it is ``None``) plus ``images``, ``seconds_per_image`` (network
     inference, all passes; data loading excluded), ``crf_seconds_per_image`` (``None`` without
     CRF), ``metric_seconds`` (total) and ``wall_seconds`` (everything).  With ``predictions_dir``
     the first ``prediction_images`` images' predictions are saved there as palette PNGs
@@ -227,8 +234,9 @@ def evaluate_model(model, dataset, device: torch.device | str = "cpu",
     if predictions_dir is not None:
         predictions_dir = Path(predictions_dir)
         predictions_dir.mkdir(parents=True, exist_ok=True)
-    stream = _Stream(dataset, inference, SegmentationMetrics(dataset.num_classes, ignore_index=dataset.ignore_index),
-                     predictions_dir, prediction_images)
+    metrics = SegmentationMetrics(dataset.num_classes, ignore_index=dataset.ignore_index,
+                                  boundary_tolerance_px=boundary_tolerance_px)
+    stream = _Stream(dataset, inference, metrics, predictions_dir, prediction_images)
     bar = None
     if progress:
         from tqdm.auto import tqdm

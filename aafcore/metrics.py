@@ -13,6 +13,9 @@ Three families, all streamed over a dataset (:meth:`SegmentationMetrics.update` 
   bipartite matching when their distance is ``<= tolerance × image diagonal``;
   ``recall_c = Σ matched / Σ GT boundary pixels``, ``precision_c = Σ matched / Σ predicted
   boundary pixels`` over the dataset and ``F_c = 2PR / (P + R)``, 0 when P or R is 0.
+  Optionally (``boundary_tolerance_px``) a second set, ``*_cell``, matches within a fixed
+  distance in pixels: one logit cell (8 px, the models' output stride), because the paper's
+  ``0.0075 × diagonal`` is only half a logit cell (4.1 px) on 384-px images.
 
 Undefined values are ``nan``: a 0/0 ratio (e.g. the IoU of a class neither in the ground truth
 nor predicted, the boundary precision of a class never predicted).  ``F_c`` is ``nan`` only when
@@ -22,7 +25,8 @@ not ``nan``.
 
 The boundary matching builds a sparse candidate graph (pairs within the tolerance, found with a
 KD-tree) and runs scipy's Hopcroft-Karp maximum bipartite matching on it; no dense ``n × m``
-distance matrix is ever formed.
+distance matrix is ever formed.  With two tolerances the pairs are found once, within the larger
+one, and each matching runs on its own subset of them.
 """
 
 from __future__ import annotations
@@ -89,16 +93,30 @@ def boundary_mask(label, ignore_index: int | None = 255) -> np.ndarray:
     return edge
 
 
-def _matching(a_yx: np.ndarray, b_yx: np.ndarray, radius: float) -> np.ndarray:
-    """For each point of ``a``, the index of its partner in ``b`` (-1 if unmatched) in a maximum
-    one-to-one matching of pairs at Euclidean distance ``<= radius``."""
+def _matchings(a_yx: np.ndarray, b_yx: np.ndarray, radii) -> list[np.ndarray]:
+    """For each radius of ``radii``: for each point of ``a``, the index of its partner in ``b``
+    (-1 if unmatched) in a maximum one-to-one matching of pairs at Euclidean distance ``<= radius``.
+
+    The candidate pairs are found once, within the largest radius; a smaller radius keeps those
+    within it."""
+    radii = [float(r) for r in radii]
     if len(a_yx) == 0 or len(b_yx) == 0:
-        return np.full(len(a_yx), -1, dtype=np.int64)
-    pairs = cKDTree(a_yx).sparse_distance_matrix(cKDTree(b_yx), radius + _RADIUS_SLACK,
+        return [np.full(len(a_yx), -1, dtype=np.int64) for _ in radii]
+    largest = max(radii)
+    pairs = cKDTree(a_yx).sparse_distance_matrix(cKDTree(b_yx), largest + _RADIUS_SLACK,
                                                  output_type="ndarray")
-    graph = csr_matrix((np.ones(len(pairs), dtype=np.int8), (pairs["i"], pairs["j"])),
-                       shape=(len(a_yx), len(b_yx)))
-    return maximum_bipartite_matching(graph, perm_type="column").astype(np.int64)
+    out = []
+    for radius in radii:
+        within = pairs if radius == largest else pairs[pairs["v"] <= radius + _RADIUS_SLACK]
+        graph = csr_matrix((np.ones(len(within), dtype=np.int8), (within["i"], within["j"])),
+                           shape=(len(a_yx), len(b_yx)))
+        out.append(maximum_bipartite_matching(graph, perm_type="column").astype(np.int64))
+    return out
+
+
+def _matching(a_yx: np.ndarray, b_yx: np.ndarray, radius: float) -> np.ndarray:
+    """:func:`_matchings` for one radius."""
+    return _matchings(a_yx, b_yx, [radius])[0]
 
 
 def match_count(a_yx, b_yx, radius: float) -> int:
@@ -170,17 +188,26 @@ class SegmentationMetrics:
     ``update(pred, gt, instances=None)`` takes int ``[H, W]`` arrays (numpy or torch) of one image;
     images may differ in size.  Images given without ``instances`` add nothing to the
     instance-wise IoU.  ``boundary_tolerance`` is the matching distance as a fraction of the
-    image diagonal (BSDS default 0.0075).
+    image diagonal (BSDS default 0.0075).  ``boundary_tolerance_px`` (``None``: none) adds a
+    second set of boundary metrics, ``boundary_{precision,recall,f}_cell`` and their means
+    ``mean_boundary_{precision,recall,f}_cell``, matched within that many pixels whatever the
+    image size, and reports it as ``boundary_tolerance_px``; the boundary pixels themselves, hence
+    the predicted and ground-truth counts, are the same for both tolerances.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255, boundary_tolerance: float = 0.0075):
+    def __init__(self, num_classes: int, ignore_index: int = 255, boundary_tolerance: float = 0.0075,
+                 boundary_tolerance_px: float | None = None):
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if not boundary_tolerance >= 0:
             raise ValueError(f"boundary_tolerance must be >= 0, got {boundary_tolerance}")
+        if boundary_tolerance_px is not None and not (boundary_tolerance_px >= 0
+                                                      and np.isfinite(boundary_tolerance_px)):
+            raise ValueError(f"boundary_tolerance_px must be a finite number >= 0 or None, got {boundary_tolerance_px}")
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.boundary_tolerance = boundary_tolerance
+        self.boundary_tolerance_px = None if boundary_tolerance_px is None else float(boundary_tolerance_px)
         self.reset()
 
     def reset(self) -> None:
@@ -191,6 +218,8 @@ class SegmentationMetrics:
         self.boundary_matched = np.zeros(c, dtype=np.int64)
         self.boundary_gt = np.zeros(c, dtype=np.int64)
         self.boundary_pred = np.zeros(c, dtype=np.int64)
+        # matched at boundary_tolerance_px (None without it); GT and predicted counts are the above
+        self.boundary_matched_cell = None if self.boundary_tolerance_px is None else np.zeros(c, dtype=np.int64)
         self.images = 0
 
     def update(self, pred, gt, instances=None) -> None:
@@ -213,21 +242,26 @@ class SegmentationMetrics:
         c = self.num_classes
         h, w = gt.shape
         radius = self.boundary_tolerance * float(np.hypot(h, w))
+        radii = [radius] if self.boundary_tolerance_px is None else [radius, self.boundary_tolerance_px]
         gt_yx = np.argwhere(boundary_mask(gt, self.ignore_index))
         pred_yx = np.argwhere(boundary_mask(pred, None))
         gt_cls, pred_cls = gt[gt_yx[:, 0], gt_yx[:, 1]], pred[pred_yx[:, 0], pred_yx[:, 1]]
         self.boundary_gt += np.bincount(gt_cls, minlength=c)
         self.boundary_pred += np.bincount(pred_cls, minlength=c)
-        # One matching for all classes: shift each class's points along x by more than the radius
-        # so that no pair of different classes is ever a candidate.
-        shift = w + radius + 2.0
+        # One matching for all classes: shift each class's points along x by more than the (largest)
+        # radius so that no pair of different classes is ever a candidate.  The classes' graphs are
+        # disjoint, so each class's count is its own maximum matching, whatever the shift.
+        shift = w + max(radii) + 2.0
         a = np.column_stack([pred_yx[:, 0], pred_yx[:, 1] + pred_cls * shift]).astype(np.float64)
         b = np.column_stack([gt_yx[:, 0], gt_yx[:, 1] + gt_cls * shift]).astype(np.float64)
-        matched = _matching(a, b, radius) >= 0
-        self.boundary_matched += np.bincount(pred_cls[matched], minlength=c)
+        matchings = _matchings(a, b, radii)
+        self.boundary_matched += np.bincount(pred_cls[matchings[0] >= 0], minlength=c)
+        if self.boundary_matched_cell is not None:
+            self.boundary_matched_cell += np.bincount(pred_cls[matchings[1] >= 0], minlength=c)
 
     def compute(self) -> dict:
-        """All metrics as plain Python floats and lists (``[C]`` per class)."""
+        """All metrics as plain Python floats and lists (``[C]`` per class); with
+        ``boundary_tolerance_px`` also the ``*_cell`` boundary metrics and ``boundary_tolerance_px``."""
         cm = self.confusion
         iou = _iou(cm)
         total = cm.sum()
@@ -235,7 +269,7 @@ class SegmentationMetrics:
         recall = _ratio(self.boundary_matched, self.boundary_gt)
         precision = _ratio(self.boundary_matched, self.boundary_pred)
         f = _harmonic_mean(precision, recall)
-        return {
+        out = {
             "iou": iou.tolist(),
             "miou": _nanmean(iou),
             "pixel_accuracy": float(np.trace(cm) / total) if total else float("nan"),
@@ -248,11 +282,27 @@ class SegmentationMetrics:
             "mean_boundary_recall": _nanmean(recall),
             "mean_boundary_f": _nanmean(f),
         }
+        if self.boundary_matched_cell is not None:
+            recall = _ratio(self.boundary_matched_cell, self.boundary_gt)
+            precision = _ratio(self.boundary_matched_cell, self.boundary_pred)
+            f = _harmonic_mean(precision, recall)
+            out.update({
+                "boundary_precision_cell": precision.tolist(),
+                "boundary_recall_cell": recall.tolist(),
+                "boundary_f_cell": f.tolist(),
+                "mean_boundary_precision_cell": _nanmean(precision),
+                "mean_boundary_recall_cell": _nanmean(recall),
+                "mean_boundary_f_cell": _nanmean(f),
+                "boundary_tolerance_px": self.boundary_tolerance_px,
+            })
+        return out
 
 
 # per-class list of compute() -> the name of its mean
 _GROUP_MEANS = {"iou": "miou", "instance_iou": "instance_miou", "boundary_precision": "mean_boundary_precision",
-                "boundary_recall": "mean_boundary_recall", "boundary_f": "mean_boundary_f"}
+                "boundary_recall": "mean_boundary_recall", "boundary_f": "mean_boundary_f",
+                "boundary_precision_cell": "mean_boundary_precision_cell",
+                "boundary_recall_cell": "mean_boundary_recall_cell", "boundary_f_cell": "mean_boundary_f_cell"}
 
 
 def group_means(result: dict, groups: dict[str, list[int]]) -> dict:
@@ -260,9 +310,10 @@ def group_means(result: dict, groups: dict[str, list[int]]) -> dict:
 
     ``groups`` maps a group name to class indices (e.g. ``{"large": [0, 1, 2, 3], "thin": [4, 5,
     6, 7]}``).  For each group g and per-class list (``iou``, ``instance_iou``,
-    ``boundary_{precision,recall,f}``) present in ``result`` it adds the mean over the group's
-    classes whose value is not ``nan``: ``miou_<g>``, ``instance_miou_<g>``,
-    ``mean_boundary_{precision,recall,f}_<g>`` (``nan`` when every value is).
+    ``boundary_{precision,recall,f}`` and, when present, ``boundary_{precision,recall,f}_cell``)
+    present in ``result`` it adds the mean over the group's classes whose value is not ``nan``:
+    ``miou_<g>``, ``instance_miou_<g>``, ``mean_boundary_{precision,recall,f}_<g>``,
+    ``mean_boundary_{precision,recall,f}_cell_<g>`` (``nan`` when every value is).
     """
     for group, classes in groups.items():
         for key, mean_key in _GROUP_MEANS.items():

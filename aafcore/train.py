@@ -400,7 +400,8 @@ def _monitor(trainer: Trainer, dataset, done: int, out: Path) -> None:
     cfg = trainer.cfg
     inference = InferenceConfig(crop_size=cfg.eval_crop_size, stride=cfg.eval_stride)
     ev = evaluate_model(trainer.model, dataset, trainer.device, inference,
-                        channels_last=trainer.cuda and cfg.channels_last)
+                        channels_last=trainer.cuda and cfg.channels_last,
+                        boundary_tolerance_px=None)   # only mIoU is kept: no second boundary matching
     group_means(ev, class_groups(dataset))
     record = {"step": done, "split": cfg.monitor_split,
               **{k: v for k, v in ev.items() if k == "pixel_accuracy" or k.startswith("miou")}}

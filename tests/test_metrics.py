@@ -29,7 +29,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aafcore.metrics import SegmentationMetrics, boundary_mask, match_count
+from aafcore.metrics import SegmentationMetrics, boundary_mask, group_means, match_count
 
 NAN = float("nan")
 PER_CLASS_KEYS = ("iou", "instance_iou", "boundary_precision", "boundary_recall", "boundary_f")
@@ -756,3 +756,122 @@ def test_ground_truth_out_of_range_raises(bad):
     # the ignore label itself is accepted
     gt[1, 2] = 255
     SegmentationMetrics(3).update(np.zeros((4, 5), np.int64), gt)
+
+
+# ----------------------------------------------------------------------------------------------
+# 10. a second boundary tolerance in pixels (one logit cell, 8 px)
+# ----------------------------------------------------------------------------------------------
+
+CELL_PER_CLASS_KEYS = ("boundary_precision_cell", "boundary_recall_cell", "boundary_f_cell")
+CELL_SCALAR_KEYS = ("mean_boundary_precision_cell", "mean_boundary_recall_cell", "mean_boundary_f_cell")
+
+
+def _stripe(size, shift):
+    """``size x size`` map, class 1 on the full-height stripe of columns 100+shift .. 199+shift."""
+    m = np.zeros((size, size), dtype=np.int64)
+    m[:, 100 + shift:200 + shift] = 1
+    return m
+
+
+@pytest.mark.parametrize("shift, paper, cell", [(0, 1.0, 1.0), (4, 1.0, 1.0), (5, 0.0, 1.0), (8, 0.0, 1.0),
+                                                (9, 0.0, 0.0)])
+def test_cell_tolerance_matches_a_shift_the_papers_misses(shift, paper, cell):
+    # 384 x 384: the paper's radius is 0.0075 * sqrt(2) * 384 = 4.07 px, half a logit cell; the
+    # second tolerance is 8 px.  GT boundaries: class 0 on columns 99 and 200, class 1 on columns
+    # 100 and 199, 384 pixels each (2 * 384 per class); the prediction's are the same columns
+    # moved by ``shift``.  A predicted pixel (y, x + shift) is at distance >= shift from the
+    # boundary column x of its class (exactly shift from (y, x), a one-to-one pairing) and
+    # >= 99 - shift from the class's other boundary column, so for shift <= 9 every pixel is
+    # matched iff shift <= radius: P = R = F = 1 then, else 0, for both classes.  Shift 8 is a
+    # distance exactly equal to the cell radius (matched); 5 is the case the paper's misses.
+    radius = 0.0075 * math.hypot(384, 384)
+    assert 4 < radius < 5
+    m = SegmentationMetrics(2, boundary_tolerance_px=8)
+    m.update(_stripe(384, shift), _stripe(384, 0))
+    r = m.compute()
+    for key in ("boundary_precision", "boundary_recall", "boundary_f"):
+        assert_values(r[key], [paper, paper], what=f"{key}, shift {shift}")
+        assert_values(r[f"{key}_cell"], [cell, cell], what=f"{key}_cell, shift {shift}")
+        assert r[f"mean_{key}_cell"] == cell
+    assert r["boundary_tolerance_px"] == 8.0
+    # the same image without the second tolerance: the paper's numbers are unchanged
+    plain = evaluate([(_stripe(384, shift), _stripe(384, 0), None)], 2)
+    assert_results_equal(r, plain, tol=0.0)
+
+
+def test_without_a_pixel_tolerance_the_result_has_exactly_the_old_keys():
+    old = ["iou", "miou", "pixel_accuracy", "instance_iou", "instance_miou", "boundary_precision",
+           "boundary_recall", "boundary_f", "mean_boundary_precision", "mean_boundary_recall", "mean_boundary_f"]
+    samples = _random_dataset(31, 0.0075)
+    plain = SegmentationMetrics(4)
+    cell = SegmentationMetrics(4, boundary_tolerance_px=8)
+    for pred, gt, inst in samples:
+        plain.update(pred, gt, inst)
+        cell.update(pred, gt, inst)
+    r_plain, r_cell = plain.compute(), cell.compute()
+    assert list(r_plain) == old                                   # same keys, same order
+    assert plain.boundary_tolerance_px is None and plain.boundary_matched_cell is None
+    assert list(r_cell) == old + list(CELL_PER_CLASS_KEYS) + list(CELL_SCALAR_KEYS) + ["boundary_tolerance_px"]
+    # adding the second tolerance changes none of the paper's numbers
+    for key in old:
+        assert_values(r_cell[key], r_plain[key], tol=0.0, what=key)
+    # per-group means of the cell metrics only when they are there
+    groups = {"a": [0, 1], "b": [2, 3]}
+    assert not any("cell" in k for k in group_means(dict(r_plain), groups))
+    with_groups = group_means(dict(r_cell), groups)
+    for key in CELL_PER_CLASS_KEYS:
+        mean_key = f"mean_{key}_a"
+        assert_values(with_groups[mean_key], ref_nanmean(r_cell[key][:2]), what=mean_key)
+    # reset() clears the second set too
+    cell.reset()
+    assert cell.boundary_matched_cell.tolist() == [0] * 4
+    assert all(_is_nan(v) for v in cell.compute()["boundary_recall_cell"])
+
+
+@pytest.mark.parametrize("px", [8, 1.5, 3.0, 0.0])
+def test_cell_numbers_equal_a_fractional_tolerance_of_px_over_the_diagonal(px):
+    # every image the same size, so ``px / diagonal`` as the fractional tolerance is the same
+    # matching distance: the *_cell numbers must be those of that metric's plain boundary ones.
+    rng = np.random.default_rng(int(10 * px) + 40)
+    h, w = 30, 41
+    cell = SegmentationMetrics(4, boundary_tolerance_px=px)
+    fraction = SegmentationMetrics(4, boundary_tolerance=px / math.hypot(h, w))
+    for _ in range(8):
+        pred, gt = random_pair(rng, h, w, 4)
+        if rng.random() < 0.5:                                    # shifts of 4-9 px as well
+            pred = np.roll(gt, (int(rng.integers(-9, 10)), int(rng.integers(-9, 10))), axis=(0, 1))
+            pred = np.where(pred == 255, 0, pred)
+        cell.update(pred, gt)
+        fraction.update(pred, gt)
+    r_cell, r_fraction = cell.compute(), fraction.compute()
+    for key in ("boundary_precision", "boundary_recall", "boundary_f"):
+        assert_values(r_cell[f"{key}_cell"], r_fraction[key], tol=0.0, what=key)
+        assert_values(r_cell[f"mean_{key}_cell"], r_fraction[f"mean_{key}"], tol=0.0, what=f"mean_{key}")
+    assert cell.boundary_matched_cell.tolist() == fraction.boundary_matched.tolist()
+
+
+def test_cell_tolerance_is_in_pixels_whatever_the_image_size_against_brute_force():
+    # images of different sizes; the reference matches every image within 8 px (a dense distance
+    # matrix and Kuhn's algorithm), whereas the paper's radius grows with the diagonal.
+    rng = np.random.default_rng(8)
+    total = np.zeros((3, 3), dtype=np.int64)             # per class: matched, n_pred, n_gt
+    m = SegmentationMetrics(3, boundary_tolerance_px=8)
+    for h, w in ((10, 14), (16, 9), (24, 24), (12, 30)):
+        gt = blocky(rng, h, w, 3, 4)
+        pred = np.roll(gt, (int(rng.integers(-6, 7)), int(rng.integers(-6, 7))), axis=(0, 1))
+        pred = np.where(rng.random((h, w)) < 0.1, rng.integers(0, 3, size=(h, w)), pred)
+        gt = np.where(rng.random((h, w)) < 0.05, 255, gt)
+        total += np.array(ref_boundary_counts(pred, gt, 3, 255, 8.0))
+        m.update(pred, gt)
+    r = m.compute()
+    expected = [ref_prf(*total[c]) for c in range(3)]
+    for k, key in enumerate(CELL_PER_CLASS_KEYS):
+        assert_values(r[key], [e[k] for e in expected], what=key)
+    assert m.boundary_matched_cell.tolist() == total[:, 0].tolist()
+    assert m.boundary_pred.tolist() == total[:, 1].tolist() and m.boundary_gt.tolist() == total[:, 2].tolist()
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), float("inf")])
+def test_bad_pixel_tolerance_raises(bad):
+    with pytest.raises(ValueError, match="boundary_tolerance_px"):
+        SegmentationMetrics(3, boundary_tolerance_px=bad)

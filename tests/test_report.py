@@ -89,6 +89,21 @@ def test_method_table_means_std_and_groups(results):
     assert len(k3) == 1 and k3["seeds"].iloc[0] == 1 and k3["pole"].iloc[0] == pytest.approx(25.0)
 
 
+def test_method_table_of_the_one_cell_boundary_metrics(results):
+    """Results written before the one-cell metrics existed: every other table still renders, a
+    one-cell table says what is missing; with the columns it is the table of those columns."""
+    df = report.load_results("cpu", "synthetic", results)
+    assert not any(c.endswith("_cell") or "_cell/" in c for c in df.columns)
+    assert len(report.method_table(df, "boundary_recall")) == 4
+    with pytest.raises(ValueError, match="no 'boundary_recall_cell' in these results"):
+        report.method_table(df, "boundary_recall_cell")
+    cell = df.assign(**{c.replace("boundary_recall", "boundary_recall_cell", 1): 2 * df[c] / 3
+                        for c in df.columns if c.startswith(("boundary_recall/", "mean_boundary_recall"))})
+    paper, one_cell = report.method_table(cell, "boundary_recall"), report.method_table(cell, "boundary_recall_cell")
+    assert list(one_cell.columns) == list(paper.columns)
+    np.testing.assert_allclose(one_cell[NAMES + ["mean"]].to_numpy(), 2 * paper[NAMES + ["mean"]].to_numpy() / 3)
+
+
 def test_table_formats_floats_and_shows_missing_values_as_a_dash(results):
     df = report.load_results("cpu", "synthetic", results)
     shown = report.table(report.method_table(df, "instance_iou"), 3)

@@ -395,6 +395,24 @@ def test_per_class_frame():
                                                               "boundary F"]
 
 
+def test_per_class_frame_and_summary_with_the_one_cell_boundary_metrics():
+    """A result with the boundary metrics at one logit cell gets their columns after the paper's;
+    the tolerance (a setting in pixels, not a fraction) is in the column names, not the summary."""
+    cell = {**RESULT, "metrics": {**RESULT["metrics"], "boundary_precision_cell": [0.7, 0.5],
+                                  "boundary_recall_cell": [0.8, None], "boundary_f_cell": [0.75, 0.0],
+                                  "mean_boundary_recall_cell": 0.8, "boundary_tolerance_px": 8.0}}
+    frame = report.per_class_frame(cell)
+    assert list(frame.columns) == ["IoU %", "instance IoU %", "boundary precision", "boundary recall", "boundary F",
+                                   "boundary precision (8 px)", "boundary recall (8 px)", "boundary F (8 px)",
+                                   "effective kernel size"]
+    assert frame.loc["sky", "boundary recall (8 px)"] == 0.8 and math.isnan(frame.loc["pole", "boundary recall (8 px)"])
+    assert frame.loc["pole", "boundary recall"] == 0.2                  # the paper's tolerance, unchanged
+    summary = report.metrics_summary(cell)
+    assert list(summary.index) == ["miou", "pixel_accuracy", "instance_miou", "mean_boundary_recall", "miou_large",
+                                   "miou_thin", "mean_boundary_recall_cell"]
+    assert report.metrics_sentence(cell) == report.metrics_sentence(RESULT)
+
+
 def test_run_summary():
     s = report.run_summary(RESULT)["value"]
     assert s["config hash"] == "0f0f" and s["git commit"] == "abc+dirty" and s["device"] == "cpu"

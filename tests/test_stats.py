@@ -249,6 +249,7 @@ def test_paired_differences_of_class_groups_and_kernel_sizes(frame):
     kernel = paired_differences(frame, "effective_kernel_size/sky", "aaf", "aaf", metric_b="effective_kernel_size/pole")
     assert kernel.to_numpy() == pytest.approx([1.8] * 5)                  # pixels, not scaled
     assert stats.metric_scale("iou/pole") == 100.0 and stats.metric_scale("run") is None
+    assert stats.metric_scale("mean_boundary_recall_cell") == 100.0 and stats.metric_scale("boundary_f_cell/pole") == 100.0
 
 
 def test_a_missing_seed_is_an_error_that_names_it(frame):

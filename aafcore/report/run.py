@@ -13,15 +13,23 @@ __all__ = ["per_class_frame", "run_summary", "metrics_sentence", "metrics_summar
 _PER_CLASS = (("iou", "IoU %", 100.0), ("instance_iou", "instance IoU %", 100.0),
               ("boundary_precision", "boundary precision", 1.0), ("boundary_recall", "boundary recall", 1.0),
               ("boundary_f", "boundary F", 1.0))
+# the same boundary metrics at one logit cell (metrics.json written before they existed lacks them)
+_PER_CLASS_CELL = (("boundary_precision_cell", "boundary precision"), ("boundary_recall_cell", "boundary recall"),
+                   ("boundary_f_cell", "boundary F"))
+# scalar entries of the metrics that are settings, not fractions
+_SETTINGS = ("boundary_tolerance_px",)
 
 
 def per_class_frame(result: dict) -> pd.DataFrame:
-    """One row per class: IoU %, instance IoU %, boundary precision, recall and F (0-1), and for an
-    AAF run the effective kernel size of the edge term.  Missing values (a stuff class has no
-    instances) are NaN; metrics the result does not have are left out."""
+    """One row per class: IoU %, instance IoU %, boundary precision, recall and F (0-1), the same
+    boundary metrics at one logit cell (columns ``boundary recall (8 px)``, ...) when the result
+    has them, and for an AAF run the effective kernel size of the edge term.  Missing values (a
+    stuff class has no instances) are NaN; metrics the result does not have are left out."""
     m = result["metrics"]
     frame = pd.DataFrame(index=result["class_names"])
-    for key, column, scale in _PER_CLASS:
+    tolerance = m.get("boundary_tolerance_px")
+    cell = "cell" if tolerance is None else f"{tolerance:g} px"
+    for key, column, scale in _PER_CLASS + tuple((k, f"{c} ({cell})", 1.0) for k, c in _PER_CLASS_CELL):
         if key in m:
             frame[column] = [np.nan if v is None else scale * v for v in m[key]]
     if result.get("aaf"):
@@ -61,8 +69,9 @@ def metrics_sentence(result: dict) -> str:
 
 def metrics_summary(result: dict) -> pd.DataFrame:
     """Every scalar metric of the result (means, group means, pixel accuracy) as fractions, one
-    ``value`` per row, in the result's order."""
-    return pd.Series({k: v for k, v in result["metrics"].items() if not isinstance(v, list)}, name="value").to_frame()
+    ``value`` per row, in the result's order (settings such as ``boundary_tolerance_px`` left out)."""
+    return pd.Series({k: v for k, v in result["metrics"].items() if not isinstance(v, list) and k not in _SETTINGS},
+                     name="value").to_frame()
 
 
 def evaluation_time_sentence(result: dict) -> str:

@@ -68,8 +68,10 @@ VERDICT_COLOURS = {"holds": "#c8e6c9", "does not hold": "#ffcdd2", "not reproduc
                    "inconclusive": "#eeeeee"}
 
 # metrics stored as fractions (reported in percentage points) and in their own unit
-_FRACTIONS = {"miou", "iou", "pixel_accuracy", "instance_miou", "instance_iou", "mean_boundary_recall",
-              "boundary_recall", "mean_boundary_precision", "boundary_precision", "mean_boundary_f", "boundary_f"}
+_BOUNDARY = {"mean_boundary_recall", "boundary_recall", "mean_boundary_precision", "boundary_precision",
+             "mean_boundary_f", "boundary_f"}
+_FRACTIONS = {"miou", "iou", "pixel_accuracy", "instance_miou", "instance_iou",
+              *_BOUNDARY, *(f"{m}_cell" for m in _BOUNDARY)}   # _cell: at one logit cell (8 px)
 _OWN_UNIT = {"effective_kernel_size"}
 
 

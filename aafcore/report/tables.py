@@ -20,9 +20,14 @@ __all__ = ["METRICS", "KERNEL_SIZE_SETS", "method_table", "table", "seed_values"
 # metric of the results -> (column prefix of the per-class values, scale for display)
 METRICS = {"iou": ("iou", 100.0), "instance_iou": ("instance_iou", 100.0),
            "boundary_recall": ("boundary_recall", 1.0), "boundary_precision": ("boundary_precision", 1.0),
-           "boundary_f": ("boundary_f", 1.0)}
+           "boundary_f": ("boundary_f", 1.0),
+           # at one logit cell (8 px): evaluations written before these metrics existed lack them
+           "boundary_recall_cell": ("boundary_recall_cell", 1.0),
+           "boundary_precision_cell": ("boundary_precision_cell", 1.0), "boundary_f_cell": ("boundary_f_cell", 1.0)}
 _MEANS = {"iou": "miou", "instance_iou": "instance_miou", "boundary_recall": "mean_boundary_recall",
-          "boundary_precision": "mean_boundary_precision", "boundary_f": "mean_boundary_f"}
+          "boundary_precision": "mean_boundary_precision", "boundary_f": "mean_boundary_f",
+          "boundary_recall_cell": "mean_boundary_recall_cell", "boundary_precision_cell": "mean_boundary_precision_cell",
+          "boundary_f_cell": "mean_boundary_f_cell"}
 KERNEL_SIZE_SETS = ("3", "3,5", "3,5,7")     # Table 10
 
 
@@ -47,6 +52,9 @@ def _method_row(b: str, m: str, g: pd.DataFrame, metric: str, names: list[str], 
 def _one_tag_table(df, metric, tag, base, methods, kernel_sizes, groups, extra) -> pd.DataFrame:
     names = class_names(df, METRICS[metric][0])
     sel = select_rows(df, tag, base, methods, kernel_sizes)
+    if len(sel) and _MEANS[metric] not in df.columns:
+        raise ValueError(f"no {metric!r} in these results (evaluations written before it existed lack it: "
+                         f"evaluate them again)")
     rows = [_method_row(b, m, g, metric, names, groups, extra)
             for (b, m), g in sel.groupby(["base", "method"], sort=False)]
     out = pd.DataFrame(rows)
