@@ -10,7 +10,9 @@ Modules (each imports only those above it):
 * :mod:`~aafcore.report.tables`: paper-style method tables, gains over the base beside the
   paper's (Tables 2-9, 11), kernel sizes (Table 10, Fig. 4);
 * :mod:`~aafcore.report.cost`: Table 1 (training and run-time cost);
-* :mod:`~aafcore.report.claims`: the claims ledger and its verdict rules;
+* :mod:`~aafcore.report.claims`: the claims ledger and its verdict rules (v1, unpaired);
+* :mod:`~aafcore.report.ledger`: the study's claims ledger (the protocol's claims, paired
+  statistics of :mod:`~aafcore.report.stats`) and the check that its runs follow the protocol's commit;
 * :mod:`~aafcore.report.performance`: the benchmark tables of the performance page;
 * :mod:`~aafcore.report.run`: one training run or evaluation (the train and evaluate notebooks);
 * :mod:`~aafcore.report.figures`: training curves, Fig. 4 and Fig. 5.
@@ -64,6 +66,8 @@ from aafcore.report.stats import (ALTERNATIVES, PAIRED_VERDICT_RULES, VERDICT_CO
                                   paired_differences, paired_test, style_ledger)
 from aafcore.report.protocol import (CLAIM_KINDS, PROTOCOL_PATH, ClaimSpec, Protocol, RunGroup, Side, load_protocol,
                                      protocol_commit, protocol_dirty, rules_match, runs_after_protocol)
+from aafcore.report.ledger import (LEDGER_COLUMNS, claim_differences, commit_date, ledger_view, provenance_check,
+                                   provenance_sentence, study_ledger)
 
 __all__ += [
     # stats
@@ -73,6 +77,9 @@ __all__ += [
     # protocol
     "PROTOCOL_PATH", "CLAIM_KINDS", "Side", "RunGroup", "ClaimSpec", "Protocol", "load_protocol", "rules_match",
     "protocol_commit", "protocol_dirty", "runs_after_protocol",
+    # the study's ledger
+    "LEDGER_COLUMNS", "claim_differences", "study_ledger", "ledger_view", "provenance_check", "commit_date",
+    "provenance_sentence",
     # the study's tuning rules
     "TuningDecision", "tuning_table", "apply_tuning_rules",
 ]

@@ -116,6 +116,8 @@ def _flatten(result: dict, run_dir: Path, tag: str) -> dict:
     prov = result.get("provenance", {})
     for key in _PROVENANCE_COLUMNS:
         row[key] = prov.get(key)
+    # the commit the network was trained at (an evaluation's own git_commit is when it was evaluated)
+    row["training_git_commit"] = prov.get("git_commit") if tag == "train" else (prov.get("training") or {}).get("git_commit")
     names = result.get("class_names", [])
     for key, value in result.get("metrics", {}).items():
         if isinstance(value, list):
