@@ -5,6 +5,7 @@ at unknown commits or from a dirty tree, on a repository made here."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from aafcore.report.claims import CLAIMS
 from aafcore.report.protocol import (PROTOCOL_PATH, load_protocol, protocol_commit, protocol_dirty, rules_match,
                                      runs_after_protocol)
 from aafcore.report.stats import PAIRED_VERDICT_RULES
+from aafcore.report.tuning import apply_tuning_rules, tuning_table
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT / PROTOCOL_PATH
@@ -29,16 +31,21 @@ def protocol():
     return load_protocol(REAL)
 
 
-def test_the_protocol_loads_and_is_a_draft_with_its_open_fields(protocol):
-    assert protocol.path == REAL and protocol.status == "draft" and protocol.version.startswith("2.")
-    assert protocol.benchmark["name"] == "synthetic-v2"
+def test_the_protocol_is_registered_with_what_its_rules_chose_from_the_committed_tuning_runs(protocol):
+    assert protocol.path == REAL and protocol.status == "registered" and protocol.version.startswith("2.")
+    assert protocol.benchmark["name"] == "synthetic-v2" and protocol.open_fields == ()
     assert protocol.alpha == 0.05 and protocol.statistics["correction"] == "holm"
-    # what the tuning runs decide stays open until they have run (the rules and candidates are fixed)
-    assert set(protocol.open_fields) == {"training.length_rule.chosen_steps", "training.learning_rate.chosen",
-                                         "crf.chosen"}
     assert protocol.benchmark["generator_version"] == "aafcore-synthetic-v2.0"
-    assert protocol.training["learning_rate"]["candidates"] and protocol.training["length_rule"]["candidate_steps"]
-    assert all(not f.startswith(("statistics", "seeds", "evaluations", "runs")) for f in protocol.open_fields)
+    # the chosen values are what the rules give on the committed tuning runs (results/study/)
+    rate, length = protocol.training["learning_rate"], protocol.training["length_rule"]
+    table = tuning_table(ROOT / "results", "study", protocol.training["tuning_seeds"], length["last_fraction"])
+    decision = apply_tuning_rules(table, rate["candidates"], length["candidate_steps"], length["max_gain_pp"],
+                                  rate["at_steps"])
+    assert (rate["chosen"], length["chosen_steps"]) == (decision.lr, decision.steps)
+    tuned = table[(table.lr == decision.lr) & (table.steps == decision.steps)].run.item()
+    grid = json.loads((ROOT / "results" / "study" / "synthetic" / tuned / "crf-grid.json").read_text())
+    assert protocol.crf["chosen"] == grid["chosen"] and grid["split"] == protocol.crf["split"]
+    assert grid["grid"] == protocol.crf["grid"] and grid["base"]["bi_xy_std"] == protocol.crf["scaled"]["bi_xy_std"]
     assert load_protocol().path == REAL          # the default path, from the repository's root
 
 
@@ -193,9 +200,20 @@ def test_bad_values_are_named(tmp_path):
 def test_open_fields_are_declared_and_registration_needs_none(tmp_path):
     _fails(_variant(tmp_path, lambda d: d["benchmark"].update(name=None)), "benchmark.name")
     _fails(_variant(tmp_path, lambda d: d["seeds"].update(extra=None)), "seeds.extra: is null but not listed")
-    _fails(_variant(tmp_path, lambda d: d["training"]["learning_rate"].update(chosen=0.03)),
+    _fails(_variant(tmp_path, lambda d: (d["training"]["learning_rate"].update(chosen=0.03),
+                                         _listed_open(d, "training.learning_rate.chosen"))),
            "open_fields: 'training.learning_rate.chosen' is listed as open but is not a null field")
-    _fails(_variant(tmp_path, lambda d: d.update(status="registered")), "status: a registered protocol has no open field")
+    _fails(_variant(tmp_path, lambda d: (d["training"]["learning_rate"].update(chosen=None),
+                                         _listed_open(d, "training.learning_rate.chosen"), d.update(status="registered"))),
+           "status: a registered protocol has no open field")
+
+
+def _listed_open(data: dict, field: str) -> None:
+    data["open_fields"] = sorted({*(data.get("open_fields") or []), field})
+
+
+def _not_open(data: dict, field: str) -> None:
+    data["open_fields"] = [f for f in data.get("open_fields") or [] if f != field]
 
 
 def test_bad_yaml_is_one_line_naming_the_file(tmp_path):
@@ -303,8 +321,8 @@ def test_the_protocol_describes_the_code_that_runs_the_study(protocol):
 
 def test_the_crf_choice_must_be_a_cell_of_its_grid(tmp_path):
     _fails(_variant(tmp_path, lambda d: (d["crf"].update(chosen={"bi_w": 2.0, "bi_xy_std": 15.0}),
-                                         d["open_fields"].remove("crf.chosen"))),
+                                         _not_open(d, "crf.chosen"))),
            "crf.chosen.bi_w: 2.0 is not in the grid")
     _fails(_variant(tmp_path, lambda d: (d["crf"].update(chosen={"bi_rgb_std": 3.0}),
-                                         d["open_fields"].remove("crf.chosen"))),
+                                         _not_open(d, "crf.chosen"))),
            "crf.chosen: 'bi_rgb_std' is not a parameter of the grid")

@@ -1,0 +1,133 @@
+"""What the book shows of the study before its comparisons: the protocol, the benchmark's geometry
+and the tuning (learning rate, length, CRF), all read from committed files under
+``results/study/synthetic/`` and ``protocol/study.yaml``.  Torch-free.
+
+* :func:`width_table` / :func:`edge_share_table` -- ``benchmark-statistics.json``
+  (``protocol/benchmark_stats.py``): per-class width quantiles in logit cells, and the share of
+  edge pairs per field size ``k`` (with the k = 7 / k = 3 ratio, the adversary's starting signal);
+* :func:`tuning_curves` / :func:`plot_tuning_curves` -- the tuning runs' learning curves on the
+  tuning split (``monitor_log.jsonl``);
+* :func:`crf_grid_table` -- ``crf-grid.json`` of the tuning baseline (``protocol/run_crf_grid.py``);
+* :func:`protocol_summary` -- the protocol's version, status, commit and amendments.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from aafcore.report.protocol import Protocol, protocol_commit, protocol_dirty
+from aafcore.runs import read_json
+
+__all__ = ["STUDY_ROOT", "benchmark_statistics_path", "width_table", "edge_share_table", "tuning_curves",
+           "plot_tuning_curves", "crf_grid_table", "protocol_summary"]
+
+STUDY_ROOT = Path("results") / "study" / "synthetic"
+
+
+def benchmark_statistics_path(results_root: str | Path = "results") -> Path:
+    """Where ``protocol/benchmark_stats.py`` writes the benchmark's statistics."""
+    return Path(results_root) / "study" / "synthetic" / "benchmark-statistics.json"
+
+
+def _stats(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python protocol/benchmark_stats.py` first")
+    return read_json(path)
+
+
+def width_table(path: str | Path, groups: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Per-class structure widths in logit cells (index: class): the ridge-weighted quantiles
+    ``q05`` ... ``q95``, the mean and the shares of the ridge at least 1, 3 and 10 cells wide,
+    with the class's ``group`` (``groups``: group -> class names) in front when given."""
+    df = pd.DataFrame(_stats(path)["widths"]).set_index("class").drop(columns=["index", "ridge_points"])
+    if groups:
+        member = {name: g for g, names in groups.items() for name in names}
+        df.insert(0, "group", [member.get(c, "") for c in df.index])
+    return df
+
+
+def edge_share_table(path: str | Path, groups: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """The share of edge pairs (%) per class (rows) and field size (columns ``k=3``, ``k=5``,
+    ``k=7``), and ``k=7 / k=3``: how much more often a 7 x 7 field than a 3 x 3 one sees an edge
+    for that class -- the gradient the adversary starts from, before any learning."""
+    records = pd.DataFrame(_stats(path)["edge_pairs"])
+    table = records.pivot(index="class", columns="k", values="share").reindex(records["class"].unique())
+    ratio = table[table.columns.max()] / table[table.columns.min()]
+    table = 100 * table
+    table.columns = [f"k={k}" for k in table.columns]
+    table["k=7 / k=3"] = ratio
+    if groups:
+        member = {name: g for g, names in groups.items() for name in names}
+        table.insert(0, "group", [member.get(c, "") for c in table.index])
+    return table
+
+
+def tuning_curves(results_root: str | Path = "results", tuning_seeds=(100,)) -> pd.DataFrame:
+    """The tuning runs' learning curves, one row per point: ``run``, ``seed``, ``lr``, ``steps``
+    (the run's length), ``step``, ``miou`` (tuning split, points)."""
+    rows = []
+    root = Path(results_root) / "study" / "synthetic"
+    for seed in tuning_seeds:
+        for run in sorted(root.glob(f"pspnet-baseline-s{seed}-c*")):
+            if not (run / "metrics.json").is_file() or not (run / "monitor_log.jsonl").is_file():
+                continue
+            cfg = read_json(run / "metrics.json")["config"]
+            for line in (run / "monitor_log.jsonl").read_text().splitlines():
+                if line.strip():
+                    point = json.loads(line)
+                    rows.append({"run": run.name, "seed": seed, "lr": float(cfg["lr"]), "steps": int(cfg["steps"]),
+                                 "step": int(point["step"]), "miou": 100 * float(point["miou"])})
+    return pd.DataFrame(rows, columns=["run", "seed", "lr", "steps", "step", "miou"])
+
+
+def plot_tuning_curves(curves: pd.DataFrame, lr_steps: int, lr: float, lengths, last_fraction: float = 0.2):
+    """Two panels of tuning mIoU against steps: the learning rates (runs of ``lr_steps`` steps),
+    and the candidate ``lengths`` at the chosen rate ``lr``, the last ``last_fraction`` of each
+    run shaded (the part the length rule measures)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for rate, part in curves[curves.steps == lr_steps].groupby("lr"):
+        axes[0].plot(part["step"], part["miou"], marker=".", label=f"lr {rate:g}")
+    for steps in sorted(lengths):
+        part = curves[(curves.lr == lr) & (curves.steps == steps)]
+        if part.empty:
+            continue
+        line, = axes[1].plot(part["step"], part["miou"], marker=".", label=f"{steps} steps")
+        axes[1].axvspan((1 - last_fraction) * steps, steps, color=line.get_color(), alpha=0.1)
+    axes[0].set_title(f"learning rates ({lr_steps} steps)")
+    axes[1].set_title(f"lengths at lr {lr:g} (last {last_fraction:.0%} shaded)")
+    for ax in axes:
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("tuning-split mIoU (%)")
+    fig.tight_layout()
+    return fig
+
+
+def crf_grid_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """The CRF grid (rows ``bi_w``, columns ``bi_xy_std``, tuning mIoU in points) and the grid's
+    record (``no_crf_miou``, ``chosen``, ``chosen_miou``, ``images``, ``run``, ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python protocol/run_crf_grid.py` first")
+    grid = read_json(path)
+    cells = pd.DataFrame(grid["cells"])
+    keys = list(grid["grid"])
+    table = cells.pivot(index=keys[0], columns=keys[1], values="miou") if len(keys) == 2 else cells
+    return table, grid
+
+
+def protocol_summary(protocol: Protocol) -> dict:
+    """``version``, ``status``, ``commit`` (the last commit of the file; None outside git),
+    ``dirty`` and ``amendments`` (the file's list, possibly empty)."""
+    import yaml
+
+    data = yaml.safe_load(Path(protocol.path).read_text())
+    return {"version": protocol.version, "status": protocol.status, "commit": protocol_commit(protocol.path),
+            "dirty": protocol_dirty(protocol.path), "amendments": data.get("amendments") or []}

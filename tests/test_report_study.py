@@ -1,0 +1,60 @@
+"""The study's setup page helpers (aafcore.report.study) on hand-made files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aafcore.report import study
+
+
+def _stats(tmp_path: Path) -> Path:
+    path = study.benchmark_statistics_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    widths = [{"index": i, "class": c, "ridge_points": 10, "mean": m, "q50": m, "ge_3": g}
+              for i, (c, m, g) in enumerate([("sky", 20.0, 0.9), ("pole", 1.0, 0.0)])]
+    edges = [{"index": i, "class": c, "k": k, "pairs": 100, "edge_pairs": e, "share": e / 100}
+             for i, c, k, e in [(0, "sky", 3, 2), (0, "sky", 7, 4), (1, "pole", 3, 50), (1, "pole", 7, 40)]]
+    path.write_text(json.dumps({"widths": widths, "edge_pairs": edges}))
+    return path
+
+
+def test_width_and_edge_share_tables_keep_the_class_order_and_groups(tmp_path):
+    path = _stats(tmp_path)
+    groups = {"large": ["sky"], "thin": ["pole"]}
+    widths = study.width_table(path, groups)
+    assert widths.index.tolist() == ["sky", "pole"] and widths.at["pole", "group"] == "thin"
+    assert widths.at["sky", "q50"] == 20.0
+    shares = study.edge_share_table(path, groups)
+    assert shares.columns.tolist() == ["group", "k=3", "k=7", "k=7 / k=3"]
+    assert shares.at["sky", "k=7"] == pytest.approx(4.0) and shares.at["sky", "k=7 / k=3"] == pytest.approx(2.0)
+    assert shares.at["pole", "k=7 / k=3"] == pytest.approx(0.8)
+    with pytest.raises(FileNotFoundError, match="benchmark_stats.py"):
+        study.width_table(tmp_path / "missing.json")
+
+
+def test_tuning_curves_read_every_finished_tuning_run(tmp_path):
+    root = tmp_path / "study" / "synthetic"
+    for name, lr, steps in [("pspnet-baseline-s100-ca", 0.03, 100), ("pspnet-baseline-s100-cb", 0.1, 100),
+                            ("pspnet-baseline-s0", 0.03, 100)]:            # a study run, not a tuning run
+        (root / name).mkdir(parents=True)
+        (root / name / "metrics.json").write_text(json.dumps({"config": {"lr": lr, "steps": steps}}))
+        (root / name / "monitor_log.jsonl").write_text("".join(json.dumps({"step": s, "miou": s / 1000}) + "\n"
+                                                               for s in (50, 100)))
+    (root / "pspnet-baseline-s100-cc").mkdir()                               # unfinished: no metrics.json
+    curves = study.tuning_curves(tmp_path, (100,))
+    assert sorted(curves.run.unique()) == ["pspnet-baseline-s100-ca", "pspnet-baseline-s100-cb"]
+    assert curves[curves.step == 100].miou.tolist() == [10.0, 10.0]
+    fig = study.plot_tuning_curves(curves, 100, 0.03, [100])
+    assert [len(ax.lines) for ax in fig.axes] == [2, 1]
+
+
+def test_the_crf_grid_table_is_bi_w_by_bi_xy_std(tmp_path):
+    cells = [{"bi_w": w, "bi_xy_std": s, "miou": w + s} for w in (1.0, 3.0) for s in (7.5, 15.0)]
+    path = tmp_path / "crf-grid.json"
+    path.write_text(json.dumps({"grid": {"bi_w": [1.0, 3.0], "bi_xy_std": [7.5, 15.0]}, "cells": cells,
+                                "chosen": {"bi_w": 3.0, "bi_xy_std": 15.0}}))
+    table, grid = study.crf_grid_table(path)
+    assert table.loc[3.0, 15.0] == 18.0 and table.shape == (2, 2) and grid["chosen"]["bi_w"] == 3.0
