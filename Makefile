@@ -1,6 +1,7 @@
 # The README's two commands.  `make test` creates .venv when missing, installs the project with
 # its test extras into it, runs pytest and then nbval over the book's notebooks.  `make reproduce`
-# trains and evaluates every run through the notebooks (papermill) and builds the book.
+# trains and evaluates every run through the notebooks (papermill): the study, then the v1 cpu
+# profile, and builds the book.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -31,7 +32,11 @@ test-fast: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/aaf_loss.py --out results/benchmarks/aaf_loss_cpu.json
 
+# the study (protocol/study.yaml: its runs two side by side, then its evaluations), then the v1
+# cpu profile, its results notebooks and the book; finished runs and evaluations are skipped
+JOBS ?= 2
 reproduce: $(STAMP)
+	$(VENV)/bin/aaf reproduce --profile study --jobs $(JOBS) --no-reports --no-book
 	$(VENV)/bin/aaf reproduce --profile cpu
 
 clean:

@@ -14,14 +14,22 @@ from aafcore.reproduce import _study_jobs, plan, registered_protocol, selected
 REAL = Path(__file__).resolve().parent.parent / "protocol" / "study.yaml"
 
 
-def _registered(folder: Path) -> Path:
-    """A registered copy of the protocol (the chosen values filled in), committed in a git repo."""
+def _registered(folder: Path, status: str = "registered", open_field: str | None = None) -> Path:
+    """A copy of the protocol with the chosen values filled in (or, with ``open_field``, that one
+    left open), committed in a git repo."""
     data = yaml.safe_load(REAL.read_text())
-    data["status"] = "registered"
+    data["status"] = status
     data["training"]["learning_rate"]["chosen"] = 0.03
     data["training"]["length_rule"]["chosen_steps"] = 750
     data["crf"]["chosen"] = {"bi_w": 1.0, "bi_xy_std": 15.0}
     data["open_fields"] = []
+    if open_field:
+        section, *keys = open_field.split(".")
+        target = data[section]
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = None
+        data["open_fields"] = [open_field]
     folder.mkdir()
     path = folder / "study.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -32,8 +40,9 @@ def _registered(folder: Path) -> Path:
 
 
 def test_the_study_runs_only_from_a_registered_committed_protocol(tmp_path):
-    with pytest.raises(ValueError, match="is a draft .*open: training"):
-        plan("study", results_root=tmp_path)                 # the repository's protocol is still a draft
+    draft = _registered(tmp_path / "draft", status="draft", open_field="training.length_rule.chosen_steps")
+    with pytest.raises(ValueError, match="is a draft .*open: training.length_rule.chosen_steps"):
+        registered_protocol(draft)
     path = _registered(tmp_path / "repo")
     assert registered_protocol(path).status == "registered"
     path.write_text(path.read_text() + "\n# an edit after the commit\n")

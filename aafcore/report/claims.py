@@ -17,7 +17,7 @@ from aafcore.report.tables import kernel_sizes_frame, seed_values
 __all__ = ["VERDICT_RULES", "verdict", "Claim", "CLAIMS", "claims_ledger", "ledger_table", "verdict_summary"]
 
 VERDICT_RULES = """\
-Verdict rules (fixed before any multi-seed result was looked at):
+Verdict rules (committed before the multi-seed runs in results/ were trained):
 
 * A claim "A is better than B on metric M" compares the seed means: d = mean(A) - mean(B),
   with the standard error se = sqrt(s_A^2/n_A + s_B^2/n_B) (sample standard deviations over
