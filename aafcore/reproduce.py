@@ -90,7 +90,7 @@ EVALUATIONS: tuple[EvaluationSet, ...] = (
 )
 # the book's results notebooks, in the order they run (each reads results/ only)
 REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
-           "results_cost", "figure5", "claims", "performance", "tutorial", "study_setup")
+           "results_cost", "figure5", "claims", "performance", "tutorial", "study_setup", "study_results")
 
 
 def selected(name: str, only: str | None) -> bool:
@@ -222,7 +222,7 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
     report_dir = ROOT / "book" if in_book else results_root / profile / dataset / "reports"
     for report in REPORTS:
         params = {"profile": profile, "dataset": dataset, "results_root": str(results_root)}
-        if report in ("tutorial", "performance", "study_setup"):   # no run results of the profile
+        if report in ("tutorial", "performance", "study_setup", "study_results"):   # no run results of the profile
             params = {}
         jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params))
     return jobs

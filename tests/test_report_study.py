@@ -58,3 +58,39 @@ def test_the_crf_grid_table_is_bi_w_by_bi_xy_std(tmp_path):
                                 "chosen": {"bi_w": 3.0, "bi_xy_std": 15.0}}))
     table, grid = study.crf_grid_table(path)
     assert table.loc[3.0, 15.0] == 18.0 and table.shape == (2, 2) and grid["chosen"]["bi_w"] == 3.0
+
+
+def test_geometry_predicts_a_size_from_the_edge_shares_and_fig4_sits_beside_it(tmp_path):
+    import pandas as pd
+
+    path = _stats(tmp_path)
+    predicted = study.geometry_kernel_sizes(path)
+    assert predicted["sky"] == pytest.approx((3 * 0.02 + 7 * 0.04) / 0.06)       # more edges at k=7: larger
+    assert predicted["pole"] == pytest.approx((3 * 0.5 + 7 * 0.4) / 0.9)
+    row = {"method": "aaf", "base": "pspnet", "kernel_sizes": "3,5,7", "tag": "val-source"}
+    df = pd.DataFrame([{**row, "weight_by": "label", "effective_kernel_size/sky": 4.0, "effective_kernel_size/pole": 3.0},
+                       {**row, "weight_by": "label", "effective_kernel_size/sky": 5.0, "effective_kernel_size/pole": 3.5},
+                       {**row, "weight_by": "channel", "effective_kernel_size/sky": 9.0,       # control (c): not Fig. 4
+                        "effective_kernel_size/pole": 9.0}])
+    table = study.kernel_size_comparison(df, path, {"large": ["sky"], "thin": ["pole"]})
+    assert table.index.tolist() == ["pole", "sky"]                                # thinnest first
+    assert table.at["sky", "learned_mean"] == 4.5 and table.at["sky", "n"] == 2
+    assert table.at["pole", "group"] == "thin" and table.at["pole", "predicted"] == pytest.approx(predicted["pole"])
+
+
+def test_progress_and_group_means_follow_the_protocols_run_groups():
+    import pandas as pd
+
+    from aafcore.report import load_protocol
+
+    protocol = load_protocol()
+    df = pd.DataFrame([{"run": "pspnet-baseline-s0", "tag": "val-source", "miou": 0.40},
+                       {"run": "pspnet-baseline-s1", "tag": "val-source", "miou": 0.42},
+                       {"run": "pspnet-aaf-channel-s3", "tag": "val-source", "miou": 0.5}])
+    progress = study.study_progress(df, protocol).set_index("group")
+    assert progress.at["pspnet-baseline", "trained"] == 2 and progress.at["pspnet-baseline", "missing"] == "2, 3, 4, 5, 6, 7, 8, 9"
+    assert progress.at["pspnet-aaf-channel", "trained"] == 1 and progress.at["pspnet-aaf", "trained"] == 0
+    assert progress["seeds"].sum() == 80
+    means = study.group_means(df, protocol)
+    assert means.at["pspnet-baseline", "mean"] == pytest.approx(41.0) and means.at["pspnet-baseline", "n"] == 2
+    assert means.at["pspnet-aaf", "n"] == 0

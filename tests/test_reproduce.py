@@ -65,7 +65,7 @@ def test_reproduce_runs_skips_and_reports_a_failing_cell(smoke_data, tmp_path):
             "--only", "pspnet-baseline-s0", "--no-book"]
     first = _reproduce(*args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "[1/14] train pspnet-baseline-s0" in first.stdout and "[14/14] study_setup" in first.stdout
+    assert "[1/15] train pspnet-baseline-s0" in first.stdout and "[15/15] study_results" in first.stdout
     run = results / "smoke" / "synthetic" / "pspnet-baseline-s0"
     executed = nbformat.read(run / "train.ipynb", as_version=4)
     assert executed.metadata["aafcore"]["parameters"]["method"] == "baseline"
@@ -79,7 +79,7 @@ def test_reproduce_runs_skips_and_reports_a_failing_cell(smoke_data, tmp_path):
     assert sorted(p.stem for p in reports.glob("*.ipynb")) == sorted(REPORTS)
 
     second = _reproduce(*args)
-    assert second.returncode == 0 and second.stdout.count("finished, skipped") == 14, second.stdout
+    assert second.returncode == 0 and second.stdout.count("finished, skipped") == 15, second.stdout
 
     # a corrupt training image: the rerun of that run fails in the training cell, is named, the
     # command exits 1, and everything that was there stays

@@ -131,3 +131,73 @@ def protocol_summary(protocol: Protocol) -> dict:
     data = yaml.safe_load(Path(protocol.path).read_text())
     return {"version": protocol.version, "status": protocol.status, "commit": protocol_commit(protocol.path),
             "dirty": protocol_dirty(protocol.path), "amendments": data.get("amendments") or []}
+
+
+# --------------------------------------------------------------------------- the study's results
+
+
+def study_progress(df: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
+    """Per run group of the protocol: its seeds, how many of them are trained (a ``train`` or
+    ``val-source`` row in ``df``, the study's :func:`~aafcore.report.results.load_results`) and
+    which are missing."""
+    rows = []
+    for g in protocol.runs:
+        names = {f"{g.base}-{g.method}{_suffix(g)}-s{s}": s for s in g.seeds}
+        done = sorted(s for name, s in names.items() if not df.empty and (df["run"] == name).any())
+        rows.append({"group": g.id, "seeds": len(g.seeds), "trained": len(done),
+                     "missing": ", ".join(str(s) for s in g.seeds if s not in done)})
+    return pd.DataFrame(rows)
+
+
+def _suffix(group) -> str:
+    """The run-name part of a group's AAF settings (``aafcore.config.run_name``)."""
+    if group.kernel_sizes is None:
+        return ""
+    ks = "" if tuple(group.kernel_sizes) == (3, 5, 7) else "-k" + "_".join(str(k) for k in group.kernel_sizes)
+    return ks + ("-channel" if group.weight_by == "channel" else "")
+
+
+def group_means(df: pd.DataFrame, protocol: Protocol, metric: str = "miou", tag: str = "val-source") -> pd.DataFrame:
+    """Per run group: ``n`` seeds evaluated at ``tag`` and the mean, standard deviation, min and max
+    of ``metric`` over them (points for fractions)."""
+    rows = []
+    for g in protocol.runs:
+        names = [f"{g.base}-{g.method}{_suffix(g)}-s{s}" for s in g.seeds]
+        sel = df[df["run"].isin(names) & (df["tag"] == tag)] if not df.empty else df
+        values = 100 * sel[metric].astype(float) if len(sel) else pd.Series(dtype=float)
+        rows.append({"group": g.id, "n": int(values.notna().sum()), "mean": values.mean(), "std": values.std(),
+                     "min": values.min(), "max": values.max()})
+    return pd.DataFrame(rows).set_index("group")
+
+
+def geometry_kernel_sizes(path: str | Path) -> pd.Series:
+    """The effective kernel size that label geometry alone predicts per class, before training:
+    ``sum_k k * share_k / sum_k share_k`` with ``share_k`` the class's edge-pair share at size ``k``
+    (:func:`edge_share_table`).  At initialisation the predictions are nearly uniform, so the
+    edge term of size ``k`` for class ``c`` is about ``margin x`` its share of edge pairs and the
+    adversary's first gradient on ``w_eck`` is proportional to that share: the sizes that see more
+    edges gain weight first."""
+    records = pd.DataFrame(_stats(path)["edge_pairs"])
+    weighted = records.assign(ks=records["k"] * records["share"]).groupby("class", sort=False)
+    return (weighted["ks"].sum() / weighted["share"].sum()).rename("predicted")
+
+
+def kernel_size_comparison(df: pd.DataFrame, path: str | Path, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """Fig. 4 beside what the labels predict: per class (thinnest median width first), its group,
+    median width in logit cells, the k=7/k=3 edge-share ratio, the geometry's predicted size
+    (:func:`geometry_kernel_sizes`) and the learned effective kernel size of the edge term over
+    the PSPNet AAF runs (kernel sizes 3, 5, 7, weighting by label): ``learned_mean``,
+    ``learned_std``, ``n``."""
+    widths = width_table(path, groups)
+    shares = edge_share_table(path, groups)
+    predicted = geometry_kernel_sizes(path)
+    aaf = df[(df.get("method") == "aaf") & (df.get("base") == "pspnet") & (df.get("kernel_sizes") == "3,5,7")
+             & (df.get("weight_by") == "label") & (df.get("tag") == "val-source")] if not df.empty else df
+    rows = []
+    for name in widths.sort_values("q50").index:
+        column = f"effective_kernel_size/{name}"
+        learned = aaf[column].astype(float) if column in getattr(aaf, "columns", []) else pd.Series(dtype=float)
+        rows.append({"class": name, "group": widths.at[name, "group"], "median_width_cells": widths.at[name, "q50"],
+                     "k7_over_k3": shares.at[name, "k=7 / k=3"], "predicted": predicted[name],
+                     "learned_mean": learned.mean(), "learned_std": learned.std(), "n": int(learned.notna().sum())})
+    return pd.DataFrame(rows).set_index("class")
