@@ -94,3 +94,18 @@ def test_progress_and_group_means_follow_the_protocols_run_groups():
     means = study.group_means(df, protocol)
     assert means.at["pspnet-baseline", "mean"] == pytest.approx(41.0) and means.at["pspnet-baseline", "n"] == 2
     assert means.at["pspnet-aaf", "n"] == 0
+
+
+def test_paper_tables_take_the_authors_weighting_not_control_c():
+    """select_rows keeps AAF runs weighting by label (the authors' code); the study's control (c),
+    weight_by="channel" with the same kernel sizes, is left out unless asked for."""
+    import pandas as pd
+
+    from aafcore.report import select_rows
+
+    df = pd.DataFrame([{"tag": "val-source", "base": "pspnet", "method": "aaf", "kernel_sizes": "3,5,7",
+                        "weight_by": w, "run": f"r-{w}"} for w in ("label", "channel")]
+                      + [{"tag": "val-source", "base": "pspnet", "method": "baseline", "kernel_sizes": "",
+                          "weight_by": "", "run": "b"}])
+    assert select_rows(df, "val-source")["run"].tolist() == ["r-label", "b"]
+    assert select_rows(df, "val-source", weight_by="channel")["run"].tolist() == ["r-channel", "b"]

@@ -208,15 +208,19 @@ def class_names(df: pd.DataFrame, metric: str = "iou") -> list[str]:
 
 
 def select_rows(df: pd.DataFrame, tag: str, base: str | None = None, methods=None,
-                kernel_sizes: str = "3,5,7") -> pd.DataFrame:
-    """The rows of evaluation ``tag`` (of ``base`` and ``methods`` when given); AAF runs only with
-    the kernel-size set ``kernel_sizes`` (the other methods have none)."""
+                kernel_sizes: str = "3,5,7", weight_by: str = "label") -> pd.DataFrame:
+    """The rows of evaluation ``tag`` (of ``base`` and ``methods`` when given); AAF-family runs
+    only with the kernel-size set ``kernel_sizes`` and the weighting ``weight_by`` (the study's
+    control (c) weights by class channel; the other methods have neither)."""
     sel = df[df["tag"] == tag]
     if base is not None:
         sel = sel[sel["base"] == base]
     if methods is not None:
         sel = sel[sel["method"].isin(methods)]
-    return sel[(sel["kernel_sizes"] == "") | (sel["kernel_sizes"] == kernel_sizes)]
+    sel = sel[(sel["kernel_sizes"] == "") | (sel["kernel_sizes"] == kernel_sizes)]
+    if "weight_by" in sel.columns:
+        sel = sel[(sel["weight_by"].fillna("") == "") | (sel["weight_by"] == weight_by)]
+    return sel
 
 
 # --------------------------------------------------------------------------- benchmarks, runs
