@@ -810,7 +810,7 @@ def test_without_a_pixel_tolerance_the_result_has_exactly_the_old_keys():
         cell.update(pred, gt, inst)
     r_plain, r_cell = plain.compute(), cell.compute()
     assert list(r_plain) == old                                   # same keys, same order
-    assert plain.boundary_tolerance_px is None and plain.boundary_matched_cell is None
+    assert plain.boundary_tolerance_px is None and plain.boundary_pred_hit_cell is None
     assert list(r_cell) == old + list(CELL_PER_CLASS_KEYS) + list(CELL_SCALAR_KEYS) + ["boundary_tolerance_px"]
     # adding the second tolerance changes none of the paper's numbers
     for key in old:
@@ -824,18 +824,37 @@ def test_without_a_pixel_tolerance_the_result_has_exactly_the_old_keys():
         assert_values(with_groups[mean_key], ref_nanmean(r_cell[key][:2]), what=mean_key)
     # reset() clears the second set too
     cell.reset()
-    assert cell.boundary_matched_cell.tolist() == [0] * 4
+    assert cell.boundary_pred_hit_cell.tolist() == [0] * 4 and cell.boundary_gt_hit_cell.tolist() == [0] * 4
     assert all(_is_nan(v) for v in cell.compute()["boundary_recall_cell"])
 
 
+def ref_bf_counts(pred, gt, num_classes, ignore_index, radius):
+    """Brute-force BF-score counts per class: (predicted boundary pixels with a GT boundary pixel of
+    their class within ``radius``, n_pred, GT boundary pixels with a predicted one within it, n_gt),
+    from dense distance matrices."""
+    gt_b, pred_b = ref_boundary(gt, ignore_index), ref_boundary(pred, None)
+    out = []
+    for c in range(num_classes):
+        p = np.argwhere(pred_b & (pred == c)).astype(float)
+        g = np.argwhere(gt_b & (gt == c)).astype(float)
+        if len(p) and len(g):
+            d = np.sqrt(((p[:, None, :] - g[None, :, :]) ** 2).sum(-1)) <= radius + 1e-9
+            out.append((int(d.any(1).sum()), len(p), int(d.any(0).sum()), len(g)))
+        else:
+            out.append((0, len(p), 0, len(g)))
+    return out
+
+
 @pytest.mark.parametrize("px", [8, 1.5, 3.0, 0.0])
-def test_cell_numbers_equal_a_fractional_tolerance_of_px_over_the_diagonal(px):
-    # every image the same size, so ``px / diagonal`` as the fractional tolerance is the same
-    # matching distance: the *_cell numbers must be those of that metric's plain boundary ones.
+def test_the_cell_set_is_the_bf_score_and_never_below_the_one_to_one_matching(px):
+    # same-size images: the BF counts equal a brute-force reference, and a pixel matched one-to-one
+    # within ``px`` has a counterpart within ``px``, so the BF precision and recall are >= the
+    # matching's at that same distance (``px / diagonal`` as the fractional tolerance).
     rng = np.random.default_rng(int(10 * px) + 40)
     h, w = 30, 41
     cell = SegmentationMetrics(4, boundary_tolerance_px=px)
     fraction = SegmentationMetrics(4, boundary_tolerance=px / math.hypot(h, w))
+    total = np.zeros((4, 4), dtype=np.int64)
     for _ in range(8):
         pred, gt = random_pair(rng, h, w, 4)
         if rng.random() < 0.5:                                    # shifts of 4-9 px as well
@@ -843,32 +862,37 @@ def test_cell_numbers_equal_a_fractional_tolerance_of_px_over_the_diagonal(px):
             pred = np.where(pred == 255, 0, pred)
         cell.update(pred, gt)
         fraction.update(pred, gt)
-    r_cell, r_fraction = cell.compute(), fraction.compute()
-    for key in ("boundary_precision", "boundary_recall", "boundary_f"):
-        assert_values(r_cell[f"{key}_cell"], r_fraction[key], tol=0.0, what=key)
-        assert_values(r_cell[f"mean_{key}_cell"], r_fraction[f"mean_{key}"], tol=0.0, what=f"mean_{key}")
-    assert cell.boundary_matched_cell.tolist() == fraction.boundary_matched.tolist()
+        total += np.array(ref_bf_counts(pred, gt, 4, 255, px))
+    assert cell.boundary_pred_hit_cell.tolist() == total[:, 0].tolist()
+    assert cell.boundary_gt_hit_cell.tolist() == total[:, 2].tolist()
+    assert (cell.boundary_pred_hit_cell >= fraction.boundary_matched).all()
+    assert (cell.boundary_gt_hit_cell >= fraction.boundary_matched).all()
+    r = cell.compute()
+    assert_values(r["boundary_precision_cell"], [a / b if b else float("nan") for a, b in total[:, :2]], what="P")
+    assert_values(r["boundary_recall_cell"], [a / b if b else float("nan") for a, b in total[:, 2:]], what="R")
 
 
 def test_cell_tolerance_is_in_pixels_whatever_the_image_size_against_brute_force():
-    # images of different sizes; the reference matches every image within 8 px (a dense distance
-    # matrix and Kuhn's algorithm), whereas the paper's radius grows with the diagonal.
+    # images of different sizes; the reference checks every pixel within 8 px (dense distance
+    # matrices), whereas the paper's radius grows with the diagonal.
     rng = np.random.default_rng(8)
-    total = np.zeros((3, 3), dtype=np.int64)             # per class: matched, n_pred, n_gt
+    total = np.zeros((3, 4), dtype=np.int64)             # per class: pred hits, n_pred, GT hits, n_gt
     m = SegmentationMetrics(3, boundary_tolerance_px=8)
     for h, w in ((10, 14), (16, 9), (24, 24), (12, 30)):
         gt = blocky(rng, h, w, 3, 4)
         pred = np.roll(gt, (int(rng.integers(-6, 7)), int(rng.integers(-6, 7))), axis=(0, 1))
         pred = np.where(rng.random((h, w)) < 0.1, rng.integers(0, 3, size=(h, w)), pred)
         gt = np.where(rng.random((h, w)) < 0.05, 255, gt)
-        total += np.array(ref_boundary_counts(pred, gt, 3, 255, 8.0))
+        total += np.array(ref_bf_counts(pred, gt, 3, 255, 8.0))
         m.update(pred, gt)
     r = m.compute()
-    expected = [ref_prf(*total[c]) for c in range(3)]
-    for k, key in enumerate(CELL_PER_CLASS_KEYS):
-        assert_values(r[key], [e[k] for e in expected], what=key)
-    assert m.boundary_matched_cell.tolist() == total[:, 0].tolist()
-    assert m.boundary_pred.tolist() == total[:, 1].tolist() and m.boundary_gt.tolist() == total[:, 2].tolist()
+    precision = [a / b if b else float("nan") for a, b in total[:, :2]]
+    recall = [a / b if b else float("nan") for a, b in total[:, 2:]]
+    assert_values(r["boundary_precision_cell"], precision, what="P")
+    assert_values(r["boundary_recall_cell"], recall, what="R")
+    f = [0.0 if (p or 0) + (q or 0) == 0 else 2 * p * q / (p + q) for p, q in zip(precision, recall)]
+    assert_values(r["boundary_f_cell"], f, what="F")
+    assert m.boundary_pred.tolist() == total[:, 1].tolist() and m.boundary_gt.tolist() == total[:, 3].tolist()
 
 
 @pytest.mark.parametrize("bad", [-1, float("nan"), float("inf")])
