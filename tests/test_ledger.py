@@ -449,3 +449,15 @@ def test_an_evaluation_after_the_protocol_of_a_network_trained_before_it_is_flag
     assert check.at["pspnet-baseline-s0 [val-source-crf]", "ok"]
     df["training_git_commit"] = [c]
     assert provenance_check(df, protocol)["ok"].all() and len(provenance_check(df, protocol)) == 1
+
+
+def test_a_study_with_only_its_first_baselines_gives_a_ledger_of_missing_seeds(protocol):
+    """While the study lands run by run: no AAF run yet means no effective kernel size column at
+    all, and every claim is then untested (n = 0, all its seeds missing), not an error."""
+    df = pd.DataFrame([_row("pspnet", "baseline", s, miou=0.47) for s in (0, 1)])
+    df = df.drop(columns=[c for c in df.columns if c.startswith("effective_kernel_size/")])
+    ledger = study_ledger(df, protocol).set_index("id")
+    assert (ledger.loc[[c.id for c in protocol.claims if c.test == "paired_t"], "n"] == 0).all()
+    assert set(ledger["verdict"]) <= {"inconclusive", "not tested"}
+    assert ledger.at["C14", "missing"] == ", ".join(str(s) for s in range(10))
+    assert "no effective_kernel_size in the results yet" in ledger.at["C14", "note"]

@@ -121,9 +121,7 @@ def _group_columns(df: pd.DataFrame, claim: ClaimSpec, groups: Mapping, group: s
         raise ValueError(f"claim {claim.id}: no class group {group!r} (groups: {', '.join(groups) or 'none'})")
     columns = [f"{claim.metric}/{name}" for name in members]
     absent = [c for c in columns if c not in df.columns]
-    if absent:
-        raise ValueError(f"claim {claim.id}: the results have no column {absent[0]!r} (class group {group!r})")
-    return columns
+    return None if absent else columns     # None: no run of the results has this metric yet
 
 
 def _empty(claim: ClaimSpec) -> pd.Series:
@@ -141,6 +139,8 @@ def _measure(df: pd.DataFrame, claim: ClaimSpec, groups: Mapping | None) -> _Mea
         if groups is None:
             raise ValueError(f"claim {claim.id} ({claim.kind}) needs the class groups")
         first, second = (_group_columns(df, claim, groups, g) for g in _contrast(claim))
+        if first is None or second is None:      # e.g. no AAF run has landed: no effective kernel size
+            return _Measured(_empty(claim), sorted(claim.seeds), [f"no {claim.metric} in the results yet"])
         parts = ([(first, first), (second, second)] if claim.kind == "gain_thin"   # the gain on each group
                  else [(first, second)])                                           # one side, two groups
     else:
@@ -172,8 +172,8 @@ def _measure_every_class(df: pd.DataFrame, claim: ClaimSpec) -> _Measured:
     so that n is one number; a class with no value at all on either side (absent from the split)
     is left out and named in the notes."""
     names = _class_names(df, claim.metric)
-    if not names:
-        raise ValueError(f"claim {claim.id}: the results have no column '{claim.metric}/<class>'")
+    if not names:                                # no run of the results has this metric yet
+        return _Measured({}, sorted(claim.seeds), [f"no {claim.metric}/<class> in the results yet"])
     wanted, per_class, absent = set(claim.seeds), {}, []
     for name in names:
         column = [f"{claim.metric}/{name}"]
