@@ -109,3 +109,21 @@ def test_paper_tables_take_the_authors_weighting_not_control_c():
                           "weight_by": "", "run": "b"}])
     assert select_rows(df, "val-source")["run"].tolist() == ["r-label", "b"]
     assert select_rows(df, "val-source", weight_by="channel")["run"].tolist() == ["r-channel", "b"]
+
+
+def test_the_training_commit_of_a_run_and_of_its_evaluations(tmp_path):
+    """load_results: a run's own metrics.json gives its own commit as the training's; an evaluation
+    gives the one recorded under provenance.training (not the commit it was evaluated at)."""
+    from aafcore.report import load_results
+
+    run = tmp_path / "study" / "synthetic" / "pspnet-baseline-s0"
+    (run / "eval" / "val-shifted").mkdir(parents=True)
+    cfg = {"base": "pspnet", "method": "baseline", "seed": 0, "kernel_sizes": [3, 5, 7]}
+    (run / "metrics.json").write_text(json.dumps({"config": cfg, "provenance": {"git_commit": "a" * 40},
+                                                  "metrics": {"miou": 0.4}, "config_hash": "h"}))
+    (run / "eval" / "val-shifted" / "metrics.json").write_text(json.dumps(
+        {"config": cfg, "config_hash": "h", "evaluation": {"split": "val", "domain": "shifted"},
+         "provenance": {"git_commit": "b" * 40, "training": {"git_commit": "a" * 40}}, "metrics": {"miou": 0.3}}))
+    df = load_results("study", "synthetic", tmp_path).set_index("tag")
+    assert df.at["val-source", "training_git_commit"] == "a" * 40
+    assert df.at["val-shifted", "training_git_commit"] == "a" * 40 and df.at["val-shifted", "git_commit"] == "b" * 40

@@ -116,8 +116,9 @@ def _flatten(result: dict, run_dir: Path, tag: str) -> dict:
     prov = result.get("provenance", {})
     for key in _PROVENANCE_COLUMNS:
         row[key] = prov.get(key)
-    # the commit the network was trained at (an evaluation's own git_commit is when it was evaluated)
-    row["training_git_commit"] = prov.get("git_commit") if tag == "train" else (prov.get("training") or {}).get("git_commit")
+    # the commit the network was trained at: an evaluation records it under provenance.training (its
+    # own git_commit is when it was evaluated); a run's own metrics.json is the training's
+    row["training_git_commit"] = (prov["training"] or {}).get("git_commit") if "training" in prov else prov.get("git_commit")
     names = result.get("class_names", [])
     for key, value in result.get("metrics", {}).items():
         if isinstance(value, list):
