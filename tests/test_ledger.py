@@ -305,6 +305,7 @@ def test_the_ledger_view_colours_the_verdicts(ledger):
     for v in ("holds", "does not hold", "not reproduced"):
         assert VERDICT_COLOURS[v] in html
     assert "C19" in html and "ci_low" in html
+    assert html == ledger_view(ledger).to_html()                    # the same page at every run (nbval)
 
 
 def test_the_package_exports_the_ledger():

@@ -318,7 +318,9 @@ def ledger_view(ledger: pd.DataFrame, digits: int = 2):
     shown = ledger.set_index("id")[["text", "unit", "n", "d", "ci_low", "ci_high", "ci_level", "p", "p_holm",
                                     "paper_effect", "verdict", "missing", "note"]]
     shown.index.name = "id"
-    return style_ledger(shown, digits=digits)
+    # a fixed id for the table's CSS (pandas draws a random one): the executed page is then the
+    # same at every run, as nbval checks
+    return style_ledger(shown, digits=digits).set_uuid("study-ledger")
 
 
 # --------------------------------------------------------------------------- provenance
