@@ -37,7 +37,7 @@ from aafcore.launch import Job, Launcher, run_stage, tag_parameter_cells
 from aafcore.report.protocol import PROTOCOL_PATH, load_protocol, protocol_dirty
 from aafcore.runs import check_writable_dir, locked
 
-__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "Job", "Launcher", "plan", "reproduce",
+__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "STUDY_REPORTS", "Job", "Launcher", "plan", "reproduce",
            "book_notebooks", "tag_parameter_cells"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +91,7 @@ EVALUATIONS: tuple[EvaluationSet, ...] = (
 # the book's results notebooks, in the order they run (each reads results/ only)
 REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
            "results_cost", "figure5", "claims", "performance", "tutorial", "study_setup", "study_results")
+STUDY_REPORTS = ("study_setup", "study_results")   # executed into the book only (they read results/study)
 
 
 def selected(name: str, only: str | None) -> bool:
@@ -221,8 +222,10 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
     in_book = profile == "cpu" and results_root.resolve() == (ROOT / "results").resolve()
     report_dir = ROOT / "book" if in_book else results_root / profile / dataset / "reports"
     for report in REPORTS:
+        if report in STUDY_REPORTS and not in_book:   # the study's pages read results/study: the book's only
+            continue
         params = {"profile": profile, "dataset": dataset, "results_root": str(results_root)}
-        if report in ("tutorial", "performance", "study_setup", "study_results"):   # no run results of the profile
+        if report in ("tutorial", "performance", *STUDY_REPORTS):   # no run results of the profile
             params = {}
         jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params))
     return jobs

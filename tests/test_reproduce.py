@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aafcore.reproduce import EVALUATIONS, REPORTS, RUNS, book_notebooks, nbval_notebooks, plan
+from aafcore.reproduce import EVALUATIONS, REPORTS, RUNS, STUDY_REPORTS, book_notebooks, nbval_notebooks, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,9 @@ def test_plan_covers_every_table(smoke_data, tmp_path):
             assert f"evaluate pspnet-{method}-s{seed} val-shifted" in names        # Table 11
         assert f"evaluate pspnet-baseline-s{seed} val-source-crf" in names        # CRF row
     assert {"train pspnet-aaf-k3-s0", "train pspnet-aaf-k3_5-s0", "train fcn-aaf-s0"} <= names   # Table 10, FCN
-    assert [j.name for j in jobs if j.kind == "report"] == list(REPORTS)
+    # the study's pages are the book's (they read results/study), not a smoke reproduction's
+    assert [j.name for j in jobs if j.kind == "report"] == [r for r in REPORTS if r not in STUDY_REPORTS]
+    assert [j.name for j in plan("cpu") if j.kind == "report"] == list(REPORTS)
     assert len([j for j in jobs if j.kind == "evaluate"]) == 25
     # results notebooks of a non-cpu profile never overwrite the book's
     assert all(tmp_path in j.output.parents for j in jobs)
@@ -65,7 +67,7 @@ def test_reproduce_runs_skips_and_reports_a_failing_cell(smoke_data, tmp_path):
             "--only", "pspnet-baseline-s0", "--no-book"]
     first = _reproduce(*args)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "[1/15] train pspnet-baseline-s0" in first.stdout and "[15/15] study_results" in first.stdout
+    assert "[1/13] train pspnet-baseline-s0" in first.stdout and "[13/13] tutorial" in first.stdout
     run = results / "smoke" / "synthetic" / "pspnet-baseline-s0"
     executed = nbformat.read(run / "train.ipynb", as_version=4)
     assert executed.metadata["aafcore"]["parameters"]["method"] == "baseline"
@@ -76,10 +78,10 @@ def test_reproduce_runs_skips_and_reports_a_failing_cell(smoke_data, tmp_path):
     assert (run / "eval" / "val-source-crf" / "evaluate.ipynb").is_file()
     assert (run / "eval" / "test-source-ms" / "metrics.json").is_file()
     reports = results / "smoke" / "synthetic" / "reports"
-    assert sorted(p.stem for p in reports.glob("*.ipynb")) == sorted(REPORTS)
+    assert sorted(p.stem for p in reports.glob("*.ipynb")) == sorted(set(REPORTS) - set(STUDY_REPORTS))
 
     second = _reproduce(*args)
-    assert second.returncode == 0 and second.stdout.count("finished, skipped") == 15, second.stdout
+    assert second.returncode == 0 and second.stdout.count("finished, skipped") == 13, second.stdout
 
     # a corrupt training image: the rerun of that run fails in the training cell, is named, the
     # command exits 1, and everything that was there stays
