@@ -26,7 +26,7 @@ from aafcore.datasets import build_dataset, denormalize
 from aafcore.errors import check_name, one_line
 from aafcore.inference import (PAPER_SCALES, PREDICTION_IMAGES, InferenceConfig, evaluate_model, evaluation_result,
                                predict_logits, predict_probs)
-from aafcore.metrics import confusion_matrix
+from aafcore.metrics import confusion_matrix, mean_iou
 from aafcore.models import build_model
 from aafcore.runs import (check_writable_dir, digest, file_sha256, finished_result, jsonable, load_checkpoint, locked,
                           provenance, read_json, resolve_device, same_training, write_json)
@@ -192,14 +192,6 @@ def _evaluate(run: Path, trained: dict, cfg: TrainConfig, out: Path, dev: torch.
     return write_json(out / "metrics.json", result)
 
 
-def _miou(conf: np.ndarray) -> float:
-    """Mean IoU (points) over the classes present in the labels or the predictions of ``conf``."""
-    tp = np.diag(conf).astype(float)
-    union = conf.sum(0) + conf.sum(1) - tp
-    present = union > 0
-    return float(100 * (tp[present] / union[present]).mean())
-
-
 def crf_grid(run: str | os.PathLike, grid: Mapping[str, Sequence[float]], base: CRFParams = CRFParams(), *,
              split: str = "tuning", data_root: str | os.PathLike | None = None, device: str = "cpu",
              out: str | os.PathLike | None = None) -> dict:
@@ -240,7 +232,7 @@ def crf_grid(run: str | os.PathLike, grid: Mapping[str, Sequence[float]], base: 
         for cell, conf in zip(cells, confs):
             pred = dense_crf(raw, probs, dataclasses.replace(base, **cell)).argmax(0)
             conf += confusion_matrix(pred, label, n, data.ignore_index)
-    rows = [{**cell, "miou": _miou(conf)} for cell, conf in zip(cells, confs)]
+    rows = [{**cell, "miou": 100 * mean_iou(conf)} for cell, conf in zip(cells, confs)]
 
     def distance(cell: dict) -> float:
         return sum(abs(math.log(cell[k] / getattr(base, k))) for k in keys)
@@ -248,7 +240,7 @@ def crf_grid(run: str | os.PathLike, grid: Mapping[str, Sequence[float]], base: 
     best = max(r["miou"] for r in rows)
     chosen = min((r for r in rows if r["miou"] == best), key=distance)
     result = {"run": run.name, "split": split, "images": len(data), "base": base.as_dict(),
-              "grid": {k: [float(v) for v in vs] for k, vs in grid.items()}, "no_crf_miou": _miou(plain),
+              "grid": {k: [float(v) for v in vs] for k, vs in grid.items()}, "no_crf_miou": 100 * mean_iou(plain),
               "cells": rows, "chosen": {k: chosen[k] for k in keys}, "chosen_miou": chosen["miou"],
               "checkpoint_sha256": sha256, "seconds": time.perf_counter() - t0,
               "provenance": {**provenance(dev), "started": started, "threads": torch.get_num_threads()}}

@@ -42,7 +42,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_bipartite_matching
 from scipy.spatial import cKDTree
 
-__all__ = ["SegmentationMetrics", "confusion_matrix", "boundary_mask", "match_count", "instance_counts",
+__all__ = ["SegmentationMetrics", "confusion_matrix", "mean_iou", "boundary_mask", "match_count", "instance_counts",
            "group_means"]
 
 # Distances between pixel centres are square roots of integers; this slack makes "distance ==
@@ -161,6 +161,12 @@ def _iou(cm: np.ndarray) -> np.ndarray:
     return _ratio(tp, cm.sum(0) + cm.sum(1) - tp)
 
 
+def mean_iou(cm: np.ndarray) -> float:
+    """The mIoU of a confusion matrix ``[C, C]`` (a fraction): the mean IoU over the classes whose
+    IoU is defined, as :meth:`SegmentationMetrics.compute` gives ``miou``."""
+    return _nanmean(_iou(np.asarray(cm)))
+
+
 def _harmonic_mean(p: np.ndarray, r: np.ndarray) -> np.ndarray:
     """``F = 2PR / (P + R)``; 0 when either side is 0 (the limit of the harmonic mean, whatever
     the other side is, even undefined); NaN only when neither is defined.
@@ -272,7 +278,7 @@ class SegmentationMetrics:
         f = _harmonic_mean(precision, recall)
         out = {
             "iou": iou.tolist(),
-            "miou": _nanmean(iou),
+            "miou": mean_iou(cm),
             "pixel_accuracy": float(np.trace(cm) / total) if total else float("nan"),
             "instance_iou": instance_iou.tolist(),
             "instance_miou": _nanmean(instance_iou),
