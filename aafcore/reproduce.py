@@ -8,7 +8,8 @@
 3. one **evaluation notebook** (``notebooks/evaluate.ipynb``) per evaluation of :data:`EVALUATIONS`,
    kept as ``<run>/eval/<tag>/evaluate.ipynb``;
 4. the **results notebooks** of :data:`REPORTS` (tables, figures, claims), executed into ``book/``
-   for the ``cpu`` profile (``results/<profile>/<dataset>/reports/`` otherwise);
+   for the ``cpu`` profile (``results/<profile>/<dataset>/reports/`` otherwise); for the book also
+   :data:`STUDY_PAGES` on the study's results (``results/study/``), into ``book/study/``;
 5. the book, ``jupyter-book build .`` (execution off: it renders the executed notebooks).
 
 A job is skipped when its result is finished *and* matches: a run's ``metrics.json`` with the
@@ -37,7 +38,7 @@ from aafcore.launch import Job, Launcher, run_stage, tag_parameter_cells
 from aafcore.report.protocol import PROTOCOL_PATH, load_protocol, protocol_dirty
 from aafcore.runs import check_writable_dir, locked
 
-__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "STUDY_REPORTS", "Job", "Launcher", "plan", "reproduce",
+__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "STUDY_REPORTS", "STUDY_PAGES", "Job", "Launcher", "plan", "reproduce",
            "book_notebooks", "tag_parameter_cells"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +93,10 @@ EVALUATIONS: tuple[EvaluationSet, ...] = (
 REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
            "results_cost", "figure5", "claims", "performance", "tutorial", "study_setup", "study_results")
 STUDY_REPORTS = ("study_setup", "study_results")   # executed into the book only (they read results/study)
+# the results notebooks that also show the study (benchmark v2): executed into book/study/ with
+# profile "study", the book's main results; the cpu profile's copies in book/ are its v1 appendix
+STUDY_PAGES = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain", "results_cost",
+               "figure5")
 
 
 def selected(name: str, only: str | None) -> bool:
@@ -228,6 +233,10 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
         if report in ("tutorial", "performance", *STUDY_REPORTS):   # no run results of the profile
             params = {}
         jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params))
+    for page in STUDY_PAGES if in_book else ():
+        params = {"profile": "study", "dataset": "synthetic", "results_root": str(results_root)}
+        jobs.append(Job("report", f"study/{page}", NOTEBOOKS / f"{page}.ipynb", ROOT / "book" / "study" / f"{page}.ipynb",
+                        params))
     return jobs
 
 

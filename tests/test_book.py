@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import nbformat
 import pytest
 import yaml
 
-from aafcore.reproduce import REPORTS, book_notebooks
+from aafcore.reproduce import REPORTS, STUDY_PAGES, book_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,17 @@ def test_every_page_of_the_toc_exists_and_every_result_notebook_is_in_it():
     for f in files:
         assert (ROOT / f"{f}.md").is_file() or (ROOT / f"{f}.ipynb").is_file(), f
     assert {f"book/{r}" for r in REPORTS} <= set(files)
+    assert {f"book/study/{r}" for r in STUDY_PAGES} <= set(files)   # the study's pages: the main results
     assert {"book/intro", "book/method", "book/reproducing", "book/implementation-notes"} <= set(files)
+
+
+def test_math_renders_with_no_network():
+    """MathJax comes from the book itself (vendored from npm), not from a CDN."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    static = [ROOT / d for d in config["html_static_path"]]
+    mathjax = [d / config["mathjax_path"] for d in static if (d / config["mathjax_path"]).is_file()]
+    assert not config["mathjax_path"].startswith(("http:", "https:", "//")) and mathjax
+    assert b"MathJax" in mathjax[0].read_bytes()[:200_000] and mathjax[0].stat().st_size > 1_000_000
 
 
 @pytest.mark.parametrize("path", book_notebooks(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -55,3 +66,7 @@ def test_jupyter_book_builds_without_warnings(tmp_path):
         assert page.is_file(), page
         text = page.read_text()
         assert "Traceback (most recent call last)" not in text, page
+        # no script from the network: MathJax is the book's own copy
+        assert not re.search(r'<script[^>]*src="(https?:)?//', text), page
+        if 'class="math' in text:
+            assert "_static/mathjax/tex-svg-full.js" in text, page

@@ -215,3 +215,43 @@ def test_thin_structure_experiment_is_deterministic_and_shares_its_start():
         assert a[name]["iou"] == b[name]["iou"]
         assert np.array_equal(a[name]["labels"], a["CE"]["labels"])   # the same test images
     assert toy_labels(32)[10, 8] == 1 and (toy_labels(32) == 2).sum() > 0
+
+
+def test_benchmark_and_boundary_notes_describe_the_results_they_read(results):
+    df = report.load_results("cpu", "synthetic", results)
+    info = report.class_info("cpu", "synthetic", results)
+    assert info["benchmark"] == "v1" and info["image_size"] == 128
+    note = report.benchmark_note(info, "cpu", "synthetic", results)
+    assert note.startswith("**Benchmark v1, the `cpu` profile**") and "128 px images" in note
+    assert "2 large (sky, ground), 2 thin (pole, wire)" in note and "appendix" in note
+    sentence = report.boundary_note(df, info)
+    assert "1.36 px on our 128 px images" in sentence and "0.17 of a logit cell" in sentence
+    assert "much lower" in sentence and "one logit cell" not in sentence   # no one-cell metrics here
+    cell = df.assign(mean_boundary_recall_cell=0.5, boundary_tolerance_px=8.0)
+    assert "within one logit cell (8 px)" in report.boundary_note(cell, info)
+    info_v2 = {**info, "benchmark": "v2", "image_size": 384}
+    assert report.benchmark_note(info_v2, "study").startswith("**Benchmark v2, the study**")
+    assert "much lower" not in report.boundary_note(df, info_v2)            # 4.07 px: half a cell
+
+
+def test_training_cost_table_reads_each_runs_own_record(tmp_path):
+    def run(name, method, step, seconds, resumed=0, **cfg):
+        path = tmp_path / "study" / "synthetic" / name / "metrics.json"
+        path.parent.mkdir(parents=True)
+        config = {"base": "pspnet", "method": method, "kernel_sizes": [3, 5, 7], **cfg}
+        path.write_text(json.dumps({"config": config, "overrides": cfg.pop("overrides", {}),
+                                    "provenance": {"median_step_seconds": step, "train_seconds": seconds,
+                                                   "resumed_from_step": resumed}}))
+    run("pspnet-baseline-s0", "baseline", 1.0, 600)
+    run("pspnet-baseline-s1", "baseline", None, 3, resumed=1500)       # resumed after its last step: no timing
+    run("pspnet-aaf-s0", "aaf", 1.2, 720)
+    run("pspnet-aaf-s1", "aaf", 1.4, 300, resumed=900)                 # its step time counts, its minutes do not
+    run("pspnet-aaf-k3-s0", "aaf", 9.0, 9000, kernel_sizes=[3])        # Table 10's run, not the default AAF
+    run("pspnet-aaf-channel-s0", "aaf", 9.0, 9000, weight_by="channel")
+    run("pspnet-baseline-s100-cx", "baseline", 9.0, 9000, overrides={"lr": 0.1})   # a tuning run
+    t = report.training_cost_table("study", "synthetic", tmp_path).set_index("method")
+    assert t.index.tolist() == ["PSPNet", "AAF"]
+    assert t.loc["PSPNet", "median step (s)"] == 1.0 and t.loc["PSPNet", "runs timed"] == 1
+    assert t.loc["AAF", "median step (s)"] == pytest.approx(1.3) and t.loc["AAF", "x baseline"] == pytest.approx(1.3)
+    assert t.loc["AAF", "training (min)"] == pytest.approx(12.0) and t.loc["AAF", "runs in one go"] == 1
+    assert report.training_cost_table("study", "synthetic", tmp_path / "none").empty

@@ -127,3 +127,30 @@ def test_the_training_commit_of_a_run_and_of_its_evaluations(tmp_path):
     df = load_results("study", "synthetic", tmp_path).set_index("tag")
     assert df.at["val-source", "training_git_commit"] == "a" * 40
     assert df.at["val-shifted", "training_git_commit"] == "a" * 40 and df.at["val-shifted", "git_commit"] == "b" * 40
+
+
+def _readme_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "protocol" / "readme_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_results_block_is_written_from_the_committed_study_results():
+    """Every number of the README's results block comes from results/study: after new runs land,
+    `python protocol/readme_results.py` rewrites it, and this test fails until it has."""
+    block = study.readme_block((ROOT / "README.md").read_text())
+    assert block == _readme_script().summary(ROOT / "results"), "run: python protocol/readme_results.py"
+
+
+def test_the_readme_block_of_an_empty_study_and_its_markers(tmp_path):
+    text = _readme_script().summary(tmp_path)
+    assert text.startswith(study.README_START) and text.endswith(study.README_END)
+    assert "(0 of its 80 trainings landed" in text and "| AAF | – | – |" in text and "Verdicts" not in text
+    with pytest.raises(ValueError, match="no results block"):
+        study.readme_block("# a README without the markers\n")

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aafcore.reproduce import EVALUATIONS, REPORTS, RUNS, STUDY_REPORTS, book_notebooks, nbval_notebooks, plan
+from aafcore.reproduce import EVALUATIONS, REPORTS, RUNS, STUDY_PAGES, STUDY_REPORTS, book_notebooks, nbval_notebooks, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,9 @@ def test_plan_covers_every_table(smoke_data, tmp_path):
     assert {"train pspnet-aaf-k3-s0", "train pspnet-aaf-k3_5-s0", "train fcn-aaf-s0"} <= names   # Table 10, FCN
     # the study's pages are the book's (they read results/study), not a smoke reproduction's
     assert [j.name for j in jobs if j.kind == "report"] == [r for r in REPORTS if r not in STUDY_REPORTS]
-    assert [j.name for j in plan("cpu") if j.kind == "report"] == list(REPORTS)
+    book = [j for j in plan("cpu") if j.kind == "report"]
+    assert [j.name for j in book] == list(REPORTS) + [f"study/{p}" for p in STUDY_PAGES]
+    assert all(j.parameters["profile"] == "study" and j.output.parent.name == "study" for j in book[len(REPORTS):])
     assert len([j for j in jobs if j.kind == "evaluate"]) == 25
     # results notebooks of a non-cpu profile never overwrite the book's
     assert all(tmp_path in j.output.parents for j in jobs)

@@ -20,14 +20,14 @@ Modules (each imports only those above it):
 ``from aafcore import report`` gives every public name of these modules.
 """
 
-from aafcore.report.results import (METHOD_ORDER, PAPER_TABLES, at_project_root, base_label, benchmark_path,
-                                    class_info, class_names, dataset_label, describe_results, load_benchmark,
+from aafcore.report.results import (METHOD_ORDER, PAPER_TABLES, at_project_root, base_label, benchmark_note,
+                                    benchmark_path, boundary_note, class_info, class_names, dataset_label, describe_results, load_benchmark,
                                     load_results, method_label, paper_caption, paper_table, prediction_dirs,
                                     read_train_log, select_rows)
 from aafcore.report.tables import (KERNEL_SIZE_SETS, METRICS, class_order, compare_gains, domain_gains, gains_table,
                                    kernel_size_summary, kernel_size_table, kernel_sizes_frame, method_table,
                                    seed_values, table)
-from aafcore.report.cost import cost_table, inference_cost_note, run_time_table
+from aafcore.report.cost import cost_table, inference_cost_note, run_time_table, training_cost_table
 from aafcore.report.claims import CLAIMS, VERDICT_RULES, Claim, claims_ledger, ledger_table, verdict, verdict_summary
 from aafcore.report.performance import (GPU_STEP_BENCHMARKS, cuda_check_table, gpu_runs_table, gpu_step_table,
                                         inference_benchmark_table, loss_benchmark_table, provenance_line,
@@ -40,12 +40,12 @@ __all__ = [
     # results
     "PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_caption", "method_label", "base_label",
     "dataset_label", "load_results", "describe_results", "class_info", "class_names", "select_rows",
-    "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log",
+    "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log", "benchmark_note", "boundary_note",
     # tables
     "METRICS", "KERNEL_SIZE_SETS", "method_table", "table", "seed_values", "compare_gains", "gains_table",
     "domain_gains", "kernel_size_table", "kernel_sizes_frame", "class_order", "kernel_size_summary",
     # cost
-    "run_time_table", "cost_table", "inference_cost_note",
+    "run_time_table", "cost_table", "inference_cost_note", "training_cost_table",
     # claims
     "VERDICT_RULES", "verdict", "Claim", "CLAIMS", "claims_ledger", "ledger_table", "verdict_summary",
     # performance

@@ -6,10 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aafcore.report.results import benchmark_path, load_benchmark, method_label, select_rows
-from aafcore.report.tables import method_table
+from pathlib import Path
 
-__all__ = ["run_time_table", "cost_table", "inference_cost_note"]
+from aafcore.report.results import METHOD_ORDER, base_label, benchmark_path, load_benchmark, method_label, select_rows
+from aafcore.report.tables import method_table
+from aafcore.runs import read_json
+
+__all__ = ["run_time_table", "cost_table", "inference_cost_note", "training_cost_table"]
 
 # Table 1's rows: (label, method, structure guidance as the paper names it, evaluation of the mIoU)
 _TABLE1_ROWS = (("CRF", "crf", "input image", "val-source-crf"), ("GAN", "gan", "ground-truth labels", "val-source"),
@@ -30,6 +33,44 @@ def run_time_table(df: pd.DataFrame) -> pd.DataFrame:
                      "extra ms/image": 1000 * sel["crf_seconds_per_image"].astype(float).fillna(0).mean(),
                      "mIoU": 100 * sel["miou"].mean(), "seeds": len(sel)})
     return pd.DataFrame(rows)
+
+
+def training_cost_table(profile: str, dataset: str = "synthetic", results_root="results") -> pd.DataFrame:
+    """What the runs themselves cost, from each run's own ``metrics.json`` (the training, not its
+    evaluations): per (base, method) with the default kernel sizes and weighting, the mean over its
+    runs of the median step time (s; a resumed run's covers the steps after the resume) and of the
+    training minutes (runs trained in one go only), the step time's ratio to the same base's baseline,
+    and how many runs each mean has.  The runs' conditions are recorded, not controlled (two side by
+    side, other work on the machine): the ratio is a rough guide, the benchmarks' side-by-side ratio
+    is the measurement."""
+    rows = []
+    for path in sorted(Path(results_root, profile, dataset).glob("*/metrics.json")):
+        result = read_json(path)
+        if not isinstance(result, dict) or result.get("overrides") or "config" not in result:
+            continue
+        cfg, prov = result["config"], result.get("provenance", {})
+        if cfg.get("method", "").startswith("aaf") and (list(cfg.get("kernel_sizes", [])) != [3, 5, 7]
+                                                        or cfg.get("weight_by", "label") != "label"):
+            continue
+        whole = not prov.get("resumed_from_step") and prov.get("train_seconds") is not None
+        rows.append({"base": cfg["base"], "method": cfg["method"],
+                     "step": np.nan if prov.get("median_step_seconds") is None else prov["median_step_seconds"],
+                     "minutes": prov["train_seconds"] / 60 if whole else np.nan})
+    columns = ["base", "method", "median step (s)", "x baseline", "runs timed", "training (min)", "runs in one go"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    frame = pd.DataFrame(rows)
+    out = frame.groupby(["base", "method"]).agg(step=("step", "mean"), timed=("step", "count"),
+                                                minutes=("minutes", "mean"), whole=("minutes", "count")).reset_index()
+    base_step = out[out["method"] == "baseline"].set_index("base")["step"]
+    out["ratio"] = out["step"] / out["base"].map(base_step)
+    out["_order"] = [(b != "fcn", METHOD_ORDER.index(m) if m in METHOD_ORDER else 99)
+                     for b, m in zip(out["base"], out["method"])]
+    out = out.sort_values("_order").reset_index(drop=True)
+    out["method"] = [method_label(b, m) for b, m in zip(out["base"], out["method"])]
+    out["base"] = out["base"].map(base_label)
+    return out.rename(columns={"step": "median step (s)", "ratio": "x baseline", "timed": "runs timed",
+                               "minutes": "training (min)", "whole": "runs in one go"})[columns]
 
 
 def _inference_ms(results_root, device: str) -> dict:

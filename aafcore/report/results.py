@@ -28,7 +28,8 @@ from aafcore.runs import read_json, same_training
 
 __all__ = ["PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_caption", "method_label",
            "base_label", "dataset_label", "load_results", "describe_results", "class_info", "class_names",
-           "select_rows", "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log"]
+           "select_rows", "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log", "benchmark_note",
+           "boundary_note"]
 
 PAPER_TABLES = Path(__file__).resolve().parent.parent / "paper_tables"
 METHOD_ORDER = ["baseline", "crf", "gan", "emb", "affinity", "aaf", "aaf_frozen", "aaf_min"]
@@ -179,8 +180,10 @@ def describe_results(df: pd.DataFrame, profile: str, dataset: str, results_root:
 
 
 def class_info(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results") -> dict:
-    """Classes of the results: ``names``, ``groups`` (``{"thin": [...], "large": [...]}``) and, for
-    the synthetic benchmark, each class's typical structure ``widths`` in pixels (from its spec)."""
+    """Classes and setting of the results: ``names``, ``groups`` (``{"thin": [...], "large": [...]}``),
+    for the synthetic benchmark each class's typical structure ``widths`` in pixels (from its spec)
+    and its ``benchmark`` version (``"v1"``, ``"v2"``; None for a real dataset), and the runs'
+    ``image_size`` (px, None when unknown) and training ``steps`` (of the first run found)."""
     root = Path(results_root) / profile / dataset
     first = next(iter(sorted(root.glob("*/metrics.json"))), None)
     if first is None:
@@ -190,17 +193,64 @@ def class_info(profile: str = "cpu", dataset: str = "synthetic", results_root: s
     groups = {g: [names[i] for i in idx] for g, idx in result.get("class_groups", {}).items()}
     widths: dict[str, float] = {}
     spec = result.get("provenance", {}).get("data", {}).get("spec")
+    benchmark = None
     if dataset == "synthetic" and spec and "thin_width" in spec:   # benchmark v1 (v2's specs have no thin_width)
         from aafcore.datasets import synthetic_class_table   # imports torch: only when needed
 
         widths = {c["name"]: c["width_px"] for c in synthetic_class_table(spec["image_size"], spec["thin_width"])}
+        benchmark = "v1"
     elif dataset == "synthetic" and spec:
         from aafcore.datasets import synthetic_meta, SYNTHETIC_PROFILES   # imports torch: only when needed
 
         meta = next((m for m in map(synthetic_meta, SYNTHETIC_PROFILES.values()) if m["spec"] == spec), None)
         if meta is not None:
             widths = {c["name"]: c["width_px"] for c in meta["classes"]}
-    return {"names": names, "groups": groups, "widths": widths}
+        benchmark = "v2"
+    return {"names": names, "groups": groups, "widths": widths, "benchmark": benchmark,
+            "image_size": (spec or {}).get("image_size"), "steps": result.get("config", {}).get("steps")}
+
+
+def benchmark_note(info: dict, profile: str, dataset: str = "synthetic", results_root: str | Path = "results") -> str:
+    """The markdown paragraph under a results page's title: which benchmark and runs the page reads
+    (:func:`class_info`'s ``info``), and how to read its tables against the paper's."""
+    where = f"`{Path(results_root) / profile / dataset}/`"
+    groups = ", ".join(f"{len(m)} {g} ({', '.join(m)})" for g, m in info["groups"].items())
+    size = f"{info['image_size']} px images, " if info.get("image_size") else ""
+    setting = f"{size}{len(info['names'])} classes: {groups}; every run {info['steps']} steps from scratch"
+    if info.get("benchmark") == "v2":
+        head = (f"**Benchmark v2, the study** ({where}, `protocol/study.yaml`): {setting}. The paired "
+                "statistics and verdicts of the study are on its results and claims page.")
+    elif info.get("benchmark") == "v1":
+        head = (f"**Benchmark v1, the `{profile}` profile** ({where}): {setting}. An appendix: the book's main "
+                "results are on benchmark v2 (the study), whose runs are longer and whose structures span "
+                "more scales.")
+    else:
+        head = f"**{dataset_label(dataset)}, the `{profile}` profile** ({where}): {len(info['names'])} classes."
+    return (head + "\n\n*Reading these tables.* Our classes are not the paper's, so class columns cannot be "
+            "compared with the paper's; what compares is the **gain of each method over its base network**. "
+            "Values are means over the seeds found (`seeds`); `± std` is the standard deviation of the mean "
+            "column over seeds.")
+
+
+def boundary_note(df: pd.DataFrame, info: dict, tolerance: float = 0.0075) -> str:
+    """One markdown sentence on the boundary tolerance of these results: the paper's ``tolerance``
+    (a fraction of the image diagonal) in pixels and in logit cells (output stride 8) on our images
+    beside a VOC image's (500 x 375 px), and the one-cell set when the evaluations have it."""
+    voc = tolerance * float(np.hypot(500, 375))
+    size = info.get("image_size")
+    if not size:
+        return f"The boundary tolerance is {tolerance} of the image diagonal ({voc:.1f} px on a VOC image)."
+    px = tolerance * float(np.hypot(size, size))
+    text = (f"The paper's tolerance, {tolerance} of the image diagonal, is {px:.2f} px on our {size} px images "
+            f"({px / 8:.2f} of a logit cell at output stride 8) against {voc:.1f} px on a VOC image"
+            + (", so our recall values are much lower than the paper's: compare the gains." if px / 8 < 0.25
+               else "; compare the gains."))
+    if "mean_boundary_recall_cell" in df.columns and df["mean_boundary_recall_cell"].notna().any():
+        cell = df["boundary_tolerance_px"].dropna() if "boundary_tolerance_px" in df.columns else pd.Series(dtype=float)
+        cell_px = f"{cell.iloc[0]:g} px" if len(cell) else "one logit cell"
+        text += (f" The second set is the BF score within one logit cell ({cell_px}): a boundary pixel counts "
+                 "when the other map has one of its class that close, whatever the matching.")
+    return text
 
 
 def class_names(df: pd.DataFrame, metric: str = "iou") -> list[str]:

@@ -19,10 +19,12 @@ from pathlib import Path
 import pandas as pd
 
 from aafcore.report.protocol import Protocol, protocol_commit, protocol_dirty
+from aafcore.report.tables import method_table
 from aafcore.runs import read_json
 
 __all__ = ["STUDY_ROOT", "benchmark_statistics_path", "width_table", "edge_share_table", "tuning_curves",
-           "plot_tuning_curves", "crf_grid_table", "protocol_summary"]
+           "plot_tuning_curves", "crf_grid_table", "protocol_summary", "README_START", "README_END",
+           "readme_summary", "readme_block"]
 
 STUDY_ROOT = Path("results") / "study" / "synthetic"
 
@@ -201,3 +203,74 @@ def kernel_size_comparison(df: pd.DataFrame, path: str | Path, groups: dict[str,
                      "k7_over_k3": shares.at[name, "k=7 / k=3"], "predicted": predicted[name],
                      "learned_mean": learned.mean(), "learned_std": learned.std(), "n": int(learned.notna().sum())})
     return pd.DataFrame(rows).set_index("class")
+
+
+# --------------------------------------------------------------------------- the README's results
+
+README_START, README_END = "<!-- study-results: written by protocol/readme_results.py -->", "<!-- /study-results -->"
+# the README's summary columns: (header, metric of method_table, evaluation, column of its row, digits)
+_SUMMARY = (("mIoU", "iou", "val-source", "mean", 1), ("large", "iou", "val-source", "large", 1),
+            ("mid", "iou", "val-source", "mid", 1), ("thin", "iou", "val-source", "thin", 1),
+            ("instance mIoU", "instance_iou", "val-source", "mean", 1),
+            ("boundary F, 1 cell", "boundary_f_cell", "val-source", "mean", 3),
+            ("test mIoU (ms+flip)", "iou", "test-source-ms", "mean", 1),
+            ("shifted mIoU", "iou", "val-shifted", "mean", 1))
+_KEY_CLAIMS = (("C2", "AAF − baseline"), ("C1", "Affinity − baseline"), ("C3", "AAF − Affinity"),
+               ("K1", "AAF − AAF with frozen size weights (control a)"))
+
+
+def readme_summary(df: pd.DataFrame, protocol: Protocol, ledger: pd.DataFrame | None) -> str:
+    """The README's results block (markdown, between :data:`README_START` and :data:`README_END`):
+    how much of the study has landed, the PSPNet baseline, Affinity and AAF on the summary columns
+    (mean ± standard deviation over the seeds found, ``n`` their count; each column from the
+    evaluation it names), and the four key paired differences of ``ledger`` (the study's
+    :func:`~aafcore.report.ledger.study_ledger`) with their corrected intervals and verdicts."""
+    progress = study_progress(df, protocol)
+    done, total = int(progress.trained.sum()), int(progress.seeds.sum())
+    lines = [README_START, "",
+             f"The study, `results/study/synthetic/` ({done} of its {total} trainings landed"
+             + (")." if done == total else "; provisional until all have).")
+             + " PSPNet, val split unless stated, mean ± standard deviation over seeds (n):", ""]
+    header = ["PSPNet +", *(h for h, *_ in _SUMMARY), "n"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method, label in (("baseline", "baseline"), ("affinity", "Affinity"), ("aaf", "AAF")):
+        cells = []   # (text, seeds) per column; None where no run has the evaluation yet
+        for _, metric, tag, column, digits in _SUMMARY:
+            try:
+                row = method_table(df, metric, tag, base="pspnet", methods=[method],
+                                   groups=protocol.benchmark["spec"]["class_groups"])
+            except ValueError:   # evaluations without this metric
+                row = pd.DataFrame()
+            if row.empty or pd.isna(row[column].iloc[0]):
+                cells.append(None)
+                continue
+            value, std = row[column].iloc[0], row["± std"].iloc[0] if column == "mean" else float("nan")
+            cells.append((f"{value:.{digits}f}" + ("" if pd.isna(std) else f" ± {std:.{digits}f}"),
+                          int(row["seeds"].iloc[0])))
+        n = cells[0][1] if cells[0] else 0
+        # a column with other seeds than val mIoU's (its evaluations still running) says how many
+        cells = ["–" if c is None else c[0] if c[1] == n else f"{c[0]} (n = {c[1]})" for c in cells]
+        lines.append("| " + " | ".join([label, *cells, str(n)]) + " |")
+    lines.append("")
+    if ledger is not None:
+        rows = ledger.set_index("id")
+        for cid, what in _KEY_CLAIMS:
+            r = rows.loc[cid]
+            if r["n"] >= 2:
+                lines.append(f"- **{what}** ({cid}): {r['d']:+.2f} mIoU points over {int(r['n'])} paired seeds, "
+                             f"corrected interval [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]: **{r['verdict']}**.")
+            else:
+                lines.append(f"- **{what}** ({cid}): fewer than 2 paired seeds so far.")
+        counts = rows["verdict"].value_counts()
+        lines += ["", "Verdicts of the study's ledger so far: "
+                  + ", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(rows)} claims)."]
+    lines += ["", README_END]
+    return "\n".join(lines)
+
+
+def readme_block(text: str) -> str:
+    """The results block of a README's ``text`` (markers included); ``ValueError`` without markers."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no results block ({README_START} ... {README_END})")
+    return text[start:end + len(README_END)]
