@@ -79,3 +79,14 @@ def test_cuda_check_script_runs_its_checks_on_the_cpu(tmp_path):
     assert [r["method"] for r in report["trainer_steps"]] == ["baseline", "affinity", "aaf", "emb", "gan",
                                                               "aaf_frozen", "aaf_min"]
     assert all(r["parameters_changed"] for r in report["trainer_steps"])
+
+
+def test_licence_and_citation_match_the_package():
+    """LICENSE, CITATION.cff and the book's BibTeX say the same licence and version as pyproject."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["license"]["text"] == "MIT" and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT" and str(cff["version"]) == project["version"]
+    assert cff["preferred-citation"]["year"] == 2018 and len(cff["preferred-citation"]["authors"]) == 4
+    intro = (ROOT / "book" / "intro.md").read_text()
+    assert f"version = {{{project['version']}}}" in intro and "@inproceedings{ke2018adaptive" in intro
