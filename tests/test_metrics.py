@@ -899,3 +899,22 @@ def test_cell_tolerance_is_in_pixels_whatever_the_image_size_against_brute_force
 def test_bad_pixel_tolerance_raises(bad):
     with pytest.raises(ValueError, match="boundary_tolerance_px"):
         SegmentationMetrics(3, boundary_tolerance_px=bad)
+
+
+def test_the_matching_is_one_to_one_within_the_radius_and_maximum_on_parallel_chains():
+    """Boundaries are long chains of pixels side by side (the layered graphs on which scipy's
+    maximum_bipartite_matching re-expands dead ends): the flow's pairs are a valid matching of the
+    brute-force maximum size."""
+    from aafcore.metrics import _matching
+
+    rng = np.random.default_rng(26147)
+    for n, offset, radius in [(120, 1, 1.5), (150, 2, 2.3), (90, 1, 4.07)]:
+        line = np.arange(n, dtype=np.float64)
+        a_yx = np.column_stack([np.zeros(n), line])
+        b_yx = np.column_stack([np.full(n, offset), line + rng.integers(-2, 3, n)])   # a wobbly parallel chain
+        b_yx = b_yx[rng.random(n) > 0.1]                                               # with gaps
+        partner = _matching(a_yx, b_yx, radius)
+        matched = partner >= 0
+        assert len(np.unique(partner[matched])) == matched.sum()                       # one-to-one
+        assert (np.hypot(*(a_yx[matched] - b_yx[partner[matched]]).T) <= radius + 1e-9).all()
+        assert matched.sum() == ref_match_count(a_yx, b_yx, radius)
