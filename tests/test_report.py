@@ -106,10 +106,25 @@ def test_method_table_of_the_one_cell_boundary_metrics(results):
 
 def test_table_formats_floats_and_shows_missing_values_as_a_dash(results):
     df = report.load_results("cpu", "synthetic", results)
-    shown = report.table(report.method_table(df, "instance_iou"), 3)
-    gan = shown[shown["method"] == "GAN"].iloc[0]
+    shown = report.table(report.method_table(df, "instance_iou", groups={"thin": ["pole", "wire"]}), 3)
+    gan = shown.loc[("PSPNet", "GAN")]                          # base and method are the index
     assert gan["± std"] == "-" and gan["sky"] == "-"            # one seed; stuff without instances
-    assert gan["pole"] == "20.000" and gan["seeds"] == 1 and gan["base"] == "PSPNet"
+    assert gan["pole"] == "20.000" and gan["seeds"] == 1
+    assert shown.columns[:3].tolist() == ["mean", "± std", "seeds"] and shown.columns[3] == "thin"
+    pixel = report.table(report.method_table(df, "iou", extra=["pixel_accuracy"]))
+    assert "pixel acc." in pixel.columns and "pixel_accuracy" not in pixel.columns
+
+
+def test_paper_view_keeps_the_printed_values_and_fits_the_page():
+    t8 = report.paper_view(8)                                   # per class: transposed, 3 decimals as printed
+    assert t8.index[0] == "aero" and t8.loc["mean", ("PSPNet", "AAF")] == ".606"
+    assert report.paper_table(8).query("Method == 'AAF'")["mean"].iloc[0] == pytest.approx(0.606)
+    t2 = report.paper_view(2)
+    assert [b for b, _ in t2.columns] == ["FCN"] * 3 + ["PSPNet"] * 5       # the bases grouped
+    t10 = report.paper_view(10)
+    assert [k for _, k in t10.columns] == ["{3}", "{3, 5}", "{3, 5, 7}"]    # from the check marks
+    t1 = report.paper_view(1)                                   # few columns: rows as printed
+    assert t1.index.name == "method" and t1.loc["Our AAF", "Performance"] == "79.24"
 
 
 def test_compare_gains_against_the_paper(results):

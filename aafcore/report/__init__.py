@@ -22,7 +22,7 @@ Modules (each imports only those above it):
 
 from aafcore.report.results import (METHOD_ORDER, PAPER_TABLES, at_project_root, base_label, benchmark_note,
                                     benchmark_path, boundary_note, class_info, class_names, dataset_label, describe_results, load_benchmark,
-                                    load_results, method_label, paper_caption, paper_table, prediction_dirs,
+                                    load_results, method_label, paper_caption, paper_table, paper_view, prediction_dirs,
                                     read_train_log, select_rows)
 from aafcore.report.tables import (KERNEL_SIZE_SETS, METRICS, class_order, compare_gains, domain_gains, gains_table,
                                    kernel_size_summary, kernel_size_table, kernel_sizes_frame, method_table,
@@ -38,7 +38,7 @@ from aafcore.report.figures import plot_kernel_sizes, plot_predictions, plot_tra
 
 __all__ = [
     # results
-    "PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_caption", "method_label", "base_label",
+    "PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_view", "paper_caption", "method_label", "base_label",
     "dataset_label", "load_results", "describe_results", "class_info", "class_names", "select_rows",
     "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log", "benchmark_note", "boundary_note",
     # tables

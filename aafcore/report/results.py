@@ -28,8 +28,8 @@ from aafcore.runs import read_json, same_training
 
 __all__ = ["PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "paper_caption", "method_label",
            "base_label", "dataset_label", "load_results", "describe_results", "class_info", "class_names",
-           "select_rows", "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log", "benchmark_note",
-           "boundary_note"]
+           "select_rows", "paper_view", "benchmark_path", "load_benchmark", "prediction_dirs", "read_train_log",
+           "benchmark_note", "boundary_note"]
 
 PAPER_TABLES = Path(__file__).resolve().parent.parent / "paper_tables"
 METHOD_ORDER = ["baseline", "crf", "gan", "emb", "affinity", "aaf", "aaf_frozen", "aaf_min"]
@@ -55,13 +55,8 @@ def at_project_root() -> Path:
 # --------------------------------------------------------------------------- the paper's tables
 
 
-def paper_table(number: int, bookkeeping: bool = True) -> pd.DataFrame:
-    """Table ``number`` (1-11) of the paper as printed, with the columns ``table_id``, ``dataset``,
-    ``split``, ``metric``, ``base`` in front (see ``aafcore/paper_tables/README.md``).
-
-    ``bookkeeping=False`` drops ``table_id``, ``dataset``, ``split`` and ``metric`` (the book
-    shows them in the caption, :func:`paper_caption`).
-    """
+def _read_paper(number: int) -> pd.DataFrame:
+    """Table ``number`` as strings, exactly as printed (its TSV under ``aafcore/paper_tables``)."""
     path = PAPER_TABLES / f"table{number}.tsv"
     if not path.is_file():
         raise ValueError(f"the paper has no table {number} (tables 1-11; {path} not found)")
@@ -69,12 +64,44 @@ def paper_table(number: int, bookkeeping: bool = True) -> pd.DataFrame:
     if header[0] == "table":
         header[0] = "table_id"      # VOC has a class named "table"
     header = [h.strip("$") for h in header]   # Table 10's "$k = 3$": no LaTeX in an HTML table header
-    df = pd.read_csv(path, sep="\t", dtype=str, header=0, names=header)
+    return pd.read_csv(path, sep="\t", dtype=str, header=0, names=header, keep_default_na=False)
+
+
+def paper_table(number: int, bookkeeping: bool = True) -> pd.DataFrame:
+    """Table ``number`` (1-11) of the paper as printed, with the columns ``table_id``, ``dataset``,
+    ``split``, ``metric``, ``base`` in front (see ``aafcore/paper_tables/README.md``); numeric
+    columns as numbers.
+
+    ``bookkeeping=False`` drops ``table_id``, ``dataset``, ``split`` and ``metric`` (the book
+    shows them in the caption, :func:`paper_caption`).
+    """
+    df = _read_paper(number)
     for col in df.columns:
         converted = pd.to_numeric(df[col], errors="coerce")
         if converted.notna().all():
             df[col] = converted
     return df if bookkeeping else df.drop(columns=[c for c in _BOOKKEEPING if c in df.columns])
+
+
+def paper_view(number: int, max_columns: int = 12) -> pd.DataFrame:
+    """Table ``number`` as the book shows it: every value as the paper prints it (strings: Tables
+    8-9 keep their 3 decimals), the row labels (base, method; Table 10's kernel-size set) as the
+    index, and a per-class table with more than ``max_columns`` numbers transposed (one row per
+    class, one column per method) so that it fits the page."""
+    df = _read_paper(number)
+    df = df.drop(columns=[c for c in _BOOKKEEPING if c in df.columns]).rename(columns={"Method": "method"})
+    sizes = [c for c in df.columns if c.startswith("k = ")]
+    if sizes:   # Table 10: the kernel-size set of each row, from its check marks
+        df.insert(df.columns.get_loc(sizes[0]), "kernel sizes", [
+            "{" + ", ".join(c[4:] for c in sizes if row[c] == "✓") + "}" for _, row in df.iterrows()])
+        df = df.drop(columns=sizes)
+    if "base" in df.columns:   # FCN's rows, then PSPNet's (the paper lists the bases interleaved)
+        df = df.sort_values("base", kind="stable", key=lambda b: b.map({"FCN": 0, "PSPNet": 1}).fillna(2))
+    numeric = [c for c in df.columns if pd.to_numeric(df[c], errors="coerce").notna().all()]
+    labels = [c for c in df.columns if c not in numeric][:2] if len(numeric) > max_columns else \
+        [c for c in ("base", "method", "kernel sizes") if c in df.columns]
+    df = df.set_index(labels)
+    return df.T if len(numeric) > max_columns else df
 
 
 def paper_caption(number: int, unit: str | None = None) -> str:

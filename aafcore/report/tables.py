@@ -88,14 +88,29 @@ def method_table(df: pd.DataFrame, metric: str = "iou", tag: str = "val-source",
     return out
 
 
+# the book's column headers for the results' own names
+_HEADERS = {"Method": "method", "pixel_accuracy": "pixel acc.", "paper_table": "paper table", "median_ms": "median ms",
+            "mean": "mean", "our seeds": "our seeds"}
+
+
 def table(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
     """``df`` as the book shows it: floats with ``digits`` decimals, missing values as "-"
-    (one seed has no standard deviation, stuff classes no instance-wise IoU); other cells as they are."""
+    (one seed has no standard deviation, stuff classes no instance-wise IoU); other cells as they are.
+    Headers read as words (``pixel acc.``, ``paper table``), the row labels ``base`` and ``method``
+    become the index (no 0..N row numbers), and a method table shows its mean, ``± std`` and
+    ``seeds`` first, then the class groups and the classes."""
     def cell(v):
         if isinstance(v, (float, np.floating)):
             return "-" if np.isnan(v) else f"{v:.{digits}f}"
         return v
-    return df.map(cell)
+    out = df.map(cell).rename(columns=_HEADERS)
+    if {"mean", "seeds"} <= set(out.columns):
+        first = [c for c in ("mean", "± std", "seeds", "large", "mid", "thin", "pixel acc.") if c in out.columns]
+        out = out[first + [c for c in out.columns if c not in first]]
+    labels = [c for c in ("base", "method") if c in out.columns]
+    if labels and isinstance(out.index, pd.RangeIndex):
+        out = out.set_index(labels)
+    return out
 
 
 def seed_values(df: pd.DataFrame, base: str, method: str, tag: str, column: str,
