@@ -89,8 +89,7 @@ def method_table(df: pd.DataFrame, metric: str = "iou", tag: str = "val-source",
 
 
 # the book's column headers for the results' own names
-_HEADERS = {"Method": "method", "pixel_accuracy": "pixel acc.", "paper_table": "paper table", "median_ms": "median ms",
-            "mean": "mean", "our seeds": "our seeds"}
+_HEADERS = {"Method": "method", "pixel_accuracy": "pixel acc.", "paper_table": "paper table", "median_ms": "median ms"}
 
 
 def table(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
