@@ -91,8 +91,8 @@ EVALUATIONS: tuple[EvaluationSet, ...] = (
 )
 # the book's results notebooks, in the order they run (each reads results/ only)
 REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
-           "results_cost", "figure5", "claims", "performance", "tutorial", "study_setup", "study_results")
-STUDY_REPORTS = ("study_setup", "study_results")   # executed into the book only (they read results/study)
+           "results_cost", "figure5", "claims", "performance", "tutorial", "study_setup", "study_results", "intro")
+STUDY_REPORTS = ("study_setup", "study_results", "intro")   # executed into the book only (they read results/study)
 # the results notebooks that also show the study (benchmark v2): executed into book/study/ with
 # profile "study", the book's main results; the cpu profile's copies in book/ are its v1 appendix
 STUDY_PAGES = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain", "results_cost",

@@ -7,6 +7,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
@@ -88,5 +89,5 @@ def test_licence_and_citation_match_the_package():
     cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
     assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT" and str(cff["version"]) == project["version"]
     assert cff["preferred-citation"]["year"] == 2018 and len(cff["preferred-citation"]["authors"]) == 4
-    intro = (ROOT / "book" / "intro.md").read_text()
+    intro = "".join(c.source for c in nbformat.read(ROOT / "notebooks" / "intro.ipynb", as_version=4).cells)
     assert f"version = {{{project['version']}}}" in intro and "@inproceedings{ke2018adaptive" in intro
