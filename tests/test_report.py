@@ -108,16 +108,23 @@ def test_table_formats_floats_and_shows_missing_values_as_a_dash(results):
     df = report.load_results("cpu", "synthetic", results)
     shown = report.table(report.method_table(df, "instance_iou", groups={"thin": ["pole", "wire"]}), 3)
     gan = shown.loc[("PSPNet", "GAN")]                          # base and method are the index
-    assert gan["± std"] == "-" and gan["sky"] == "-"            # one seed; stuff without instances
+    assert gan["± std"] == "–" and gan["sky"] == "–"            # one seed; stuff without instances (an en dash)
     assert gan["pole"] == "20.000" and gan["seeds"] == 1
-    assert shown.columns[:3].tolist() == ["mean", "± std", "seeds"] and shown.columns[3] == "thin"
+    assert shown.columns[:3].tolist() == ["inst. mIoU", "± std", "seeds"] and shown.columns[3] == "thin"
     pixel = report.table(report.method_table(df, "iou", extra=["pixel_accuracy"]))
-    assert "pixel acc." in pixel.columns and "pixel_accuracy" not in pixel.columns
+    assert "pixel acc." in pixel.columns and "pixel_accuracy" not in pixel.columns and pixel.columns[0] == "mIoU"
+    summary, classes = (report.table(report.method_table(df, "iou", extra=["pixel_accuracy"]), part=p)
+                        for p in ("summary", "classes"))
+    assert summary.columns.tolist() == ["mIoU", "± std", "seeds", "pixel acc."]
+    assert classes.columns.tolist() == ["mIoU", *NAMES] and classes.index.equals(summary.index)
+    recall = report.method_table(df, "boundary_recall")                 # percent, like every table
+    assert recall["mean"].iloc[0] == pytest.approx(100 * np.mean([0.9, 0.8, 0.2, 0.1]) / 2)
 
 
 def test_paper_view_keeps_the_printed_values_and_fits_the_page():
-    t8 = report.paper_view(8)                                   # per class: transposed, 3 decimals as printed
-    assert t8.index[0] == "aero" and t8.loc["mean", ("PSPNet", "AAF")] == ".606"
+    t8 = report.paper_view(8)                                   # per class: transposed, in percent, same digits
+    assert t8.index[0] == "aero" and t8.loc["mean", ("PSPNet", "AAF")] == "60.6"
+    assert report.paper_view(8, percent=False).loc["mean", ("PSPNet", "AAF")] == ".606"   # as printed
     assert report.paper_table(8).query("Method == 'AAF'")["mean"].iloc[0] == pytest.approx(0.606)
     t2 = report.paper_view(2)
     assert [b for b, _ in t2.columns] == ["FCN"] * 3 + ["PSPNet"] * 5       # the bases grouped
@@ -267,6 +274,6 @@ def test_training_cost_table_reads_each_runs_own_record(tmp_path):
     t = report.training_cost_table("study", "synthetic", tmp_path).set_index("method")
     assert t.index.tolist() == ["PSPNet", "AAF"]
     assert t.loc["PSPNet", "median step (s)"] == 1.0 and t.loc["PSPNet", "runs timed"] == 1
-    assert t.loc["AAF", "median step (s)"] == pytest.approx(1.3) and t.loc["AAF", "x baseline"] == pytest.approx(1.3)
+    assert t.loc["AAF", "median step (s)"] == pytest.approx(1.3) and t.loc["AAF", "× baseline"] == pytest.approx(1.3)
     assert t.loc["AAF", "training (min)"] == pytest.approx(12.0) and t.loc["AAF", "runs in one go"] == 1
     assert report.training_cost_table("study", "synthetic", tmp_path / "none").empty

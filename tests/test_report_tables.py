@@ -189,29 +189,55 @@ def test_cost_table_reads_the_benchmarks_under_results_root(results, tmp_path_fa
     df = report.load_results("cpu", "synthetic", results)
     t = report.cost_table(df, results)
     assert list(t.index) == ["CRF", "GAN", "AAF"]
-    assert t.loc["AAF", "training step vs baseline"] == "x1.08"
-    assert t.loc["GAN", "training step vs baseline"] == "x1.20"
-    assert t.loc["CRF", "training step vs baseline"] == "x1.00 (no training change)"
-    assert t.loc["CRF", "run-time inference"] == "yes: +48.0 ms/image (x8.0 the network)"
+    assert t.loc["AAF", "training step"] == "×1.08"
+    assert t.loc["GAN", "training step"] == "×1.20"
+    assert t.loc["CRF", "training step"] == "×1.00 (unchanged)"
+    # the CRF's cost is the runs' own CRF evaluations' (10 ms network, 50 ms CRF per image in the fixture)
+    assert t.loc["CRF", "run-time inference"] == "yes: +50.0 ms/image (×5.0 the network)"
     assert t.loc["AAF", "run-time inference"] == "no (the network only)"
-    assert t.loc["CRF", "mIoU %"] == pytest.approx(_mean_iou((0.91, 0.81, 0.2, 0.1))) and t.loc["CRF", "seeds"] == 3
+    assert t.loc["CRF", "mIoU"] == pytest.approx(_mean_iou((0.91, 0.81, 0.2, 0.1))) and t.loc["CRF", "seeds"] == 3
     assert t.loc["GAN", "seeds"] == 1 and math.isnan(t.loc["GAN", "± std"])
 
 
-def test_cost_table_without_benchmark_files(results):
-    t = report.cost_table(report.load_results("cpu", "synthetic", results), results)
-    assert t.loc["AAF", "training step vs baseline"] == "xnan"
-    assert t.loc["CRF", "run-time inference"].startswith("yes: +nan ms/image")
+def test_cost_table_without_crf_evaluations_uses_the_benchmark_and_without_files_says_nothing(results):
+    df = report.load_results("cpu", "synthetic", results)
+    no_crf = df[df["tag"] != "val-source-crf"]
+    t = report.cost_table(no_crf, results)
+    assert t.loc["AAF", "training step"] == "–" and t.loc["CRF", "run-time inference"] == "yes"
+    _benchmarks(results)
+    assert report.cost_table(no_crf, results).loc["CRF", "run-time inference"] == "yes: +48.0 ms/image (×8.0 the network)"
+    shown = report.table(t)
+    assert shown.loc["CRF", "mIoU"] == "–" and shown.loc["CRF", "seeds"] == 0
 
 
-def test_inference_cost_note(tmp_path):
+def test_inference_cost_note_says_which_measurement_each_time_is(results, tmp_path):
     assert "not found" in report.inference_cost_note(tmp_path)
     _benchmarks(tmp_path)
     note = report.inference_cost_note(tmp_path)
-    assert note.startswith("The network runs in 6.0 ms per 128 × 128 px image on the CPU; ")
-    assert "costs 12.0 times that" in note
+    assert "one image at a time, median of its images, the network on 128 × 128 px images on the CPU" in note
+    assert "the network takes 6.0 ms per image and the CRF adds 48.0 ms (×8.0)" in note
+    assert "costs 12.0 times the network" in note
     assert f"`{tmp_path}/benchmarks/train_step_cpu.json`" in note
     assert f"`{tmp_path}/benchmarks/evaluate_cpu.json`" in note
+    assert "These runs' evaluations" not in note                      # no results given
+    df = report.load_results("cpu", "synthetic", results)
+    both = report.inference_cost_note(tmp_path, df=df)
+    assert "the network takes 10.0 ms per image and the CRF adds 50.0 ms (×5.0)" in both    # the runs'
+    assert "The two measurements differ because a batch of one image" in both
+    assert "`cpu` profile's, not these runs'" not in both
+    _json(tmp_path / "benchmarks" / "evaluate_cpu.json",
+          {"device": "cpu", "profile": "cpu", "image_size": [128, 128], "timed_images": 100,
+           "median_ms_per_image": {"network_single_scale": 6.0, "network_multiscale_flip": 72.0, "crf": 48.0}})
+    other = report.inference_cost_note(tmp_path, df=df, profile="study")
+    assert "the benchmark's network and images are the `cpu` profile's, not these runs'" in other
+    assert "median of 100 images" in other
+
+
+def test_run_time_table_from_the_runs_own_evaluations(results):
+    t = report.run_time_table(report.load_results("cpu", "synthetic", results)).set_index("method")
+    assert t.index.tolist() == ["PSPNet", "CRF", "GAN", "AAF"]
+    assert t.loc["CRF", "network (ms/image)"] == pytest.approx(10.0) and t.loc["CRF", "CRF (ms/image)"] == pytest.approx(50.0)
+    assert t.loc["AAF", "CRF (ms/image)"] == 0 and t.loc["AAF", "seeds"] == 3
 
 
 # --------------------------------------------------------------------------- the ledger as shown
@@ -220,16 +246,16 @@ def test_inference_cost_note(tmp_path):
 def test_ledger_table_and_verdict_summary():
     ledger = pd.DataFrame([
         {"id": "C1", "source": "5.1", "claim": "a", "measure": "miou", "A": "x", "B": "y", "d": 0.01, "se": 0.004,
-         "verdict": "holds"},
+         "verdict": "holds", "n": "3/3", "unit": "pp", "scale": 100.0},
         {"id": "C2", "source": "5.2", "claim": "b", "measure": "miou", "A": "", "B": "", "d": -0.002, "se": np.nan,
-         "verdict": "inconclusive"},
-        {"id": "C3", "source": "5.3", "claim": "c", "measure": "miou", "A": "", "B": "", "d": np.nan, "se": np.nan,
-         "verdict": "holds"}])
+         "verdict": "inconclusive", "n": "3/1", "unit": "pp", "scale": 100.0},
+        {"id": "C3", "source": "5.3", "claim": "c", "measure": "ks", "A": "", "B": "", "d": np.nan, "se": np.nan,
+         "verdict": "holds", "n": "0", "unit": "px", "scale": 1.0}])
     shown = report.ledger_table(ledger)
     assert shown.index.name == "id" and list(shown.index) == ["C1", "C2", "C3"]
-    assert list(shown.columns) == ["verdict", "claim", "measure", "d", "se", "A", "B", "source"]
-    assert list(shown["d"]) == ["+0.0100", "-0.0020", "-"]
-    assert list(shown["se"]) == ["0.0040", "-", "-"]
+    assert list(shown.columns) == ["verdict", "claim", "measure", "d", "se", "unit", "n", "A", "B", "source"]
+    assert list(shown["d"]) == ["+1.00", "-0.20", "–"]             # percentage points
+    assert list(shown["se"]) == ["0.40", "–", "–"]
     assert ledger["d"].iloc[0] == 0.01                      # the ledger itself is left as it is
     assert report.verdict_summary(ledger) == "**holds**: 2, **inconclusive**: 1"
 

@@ -4,7 +4,9 @@ before the multi-seed results were looked at (:data:`VERDICT_RULES`).  The claim
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -12,9 +14,20 @@ import numpy as np
 import pandas as pd
 
 from aafcore.report.results import class_names, select_rows
-from aafcore.report.tables import kernel_sizes_frame, seed_values
+from aafcore.report.tables import MISSING, kernel_sizes_frame, seed_values
 
 __all__ = ["VERDICT_RULES", "verdict", "Claim", "CLAIMS", "claims_ledger", "ledger_table", "verdict_summary"]
+# also public, imported from this module (the package re-exports __all__ only): BADGE_COLOURS,
+# verdict_badge, short_source, effect_text, compact_ledger, ledger_html
+
+# metrics stored as fractions: the ledger shows them in percent (differences in percentage points)
+_FRACTIONS = ("miou", "iou", "pixel_accuracy", "instance_miou", "instance_iou", "mean_boundary_recall",
+              "boundary_recall", "mean_boundary_precision", "boundary_precision", "mean_boundary_f", "boundary_f")
+
+
+def _scale(column: str) -> float:
+    """100 for a metric stored as a fraction (shown in percent), else 1."""
+    return 100.0 if column.split("/", 1)[0] in _FRACTIONS else 1.0
 
 VERDICT_RULES = """\
 Verdict rules (committed before the multi-seed runs in results/ were trained):
@@ -143,10 +156,16 @@ CLAIMS: tuple[Claim, ...] = (
 # each returns the measured part of a ledger row: measure, A, B, d, se, verdict
 
 
+def _finite(v) -> int:
+    return int(np.isfinite(np.asarray(v, dtype=np.float64)).sum())
+
+
 def _greater(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | None) -> dict:
     a, b = claim.values(df)
     v, d, se = verdict(a, b)
-    return dict(measure=f"{claim.column} ({claim.tags[0]})", A=_fmt(a), B=_fmt(b), d=d, se=se, verdict=v)
+    scale = _scale(claim.column)
+    return dict(measure=f"{claim.column} ({claim.tags[0]})", A=_fmt(a, scale), B=_fmt(b, scale), d=d, se=se,
+                verdict=v, n=f"{_finite(a)}/{_finite(b)}", unit="pp" if scale == 100 else "", scale=scale)
 
 
 def _group_means(df: pd.DataFrame, side: tuple[str, str], tag: str, prefix: str, members: list[str]) -> np.ndarray:
@@ -173,8 +192,12 @@ def _gain_thin(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | N
     d = float(gain_thin - gain_large)
     se = _se(*parts.values())
     enough = min(len(v) for v in parts.values()) >= 3
-    return dict(measure=f"gain in {claim.column}: thin {gain_thin:+.4f}, large {gain_large:+.4f}",
-                A=_fmt(parts["a", "thin"]), B=_fmt(parts["b", "thin"]), d=d, se=se, verdict=_decide(d, se, enough))
+    scale = _scale(claim.column)
+    return dict(measure=f"gain in {claim.column}: thin {scale * gain_thin:+.2f}, large {scale * gain_large:+.2f} pp",
+                A=_fmt(parts["a", "thin"], scale), B=_fmt(parts["b", "thin"], scale), d=d, se=se,
+                verdict=_decide(d, se, enough), n=f"{min(len(parts['a', g]) for g in ('thin', 'large'))}/"
+                                                  f"{min(len(parts['b', g]) for g in ('thin', 'large'))}",
+                unit="pp", scale=scale)
 
 
 def _every_class(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | None) -> dict:
@@ -191,8 +214,9 @@ def _every_class(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict |
         v = "does not hold"
     else:
         v = "holds" if overall == "holds" else "inconclusive"
-    return dict(measure=f"{len(improved)} of {len(diffs)} classes improved", A="", B="",
-                d=min(diffs.values()) if diffs else np.nan, se=np.nan, verdict=v)
+    return dict(measure=f"{len(improved)} of {len(diffs)} classes improved (d: the smallest class difference)",
+                A="", B="", d=min(diffs.values()) if diffs else np.nan, se=np.nan, verdict=v,
+                n=f"{n_min if diffs else 0}", unit="pp, worst class", scale=_scale(claim.column))
 
 
 def _kernel_sizes(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | None) -> dict:
@@ -209,7 +233,7 @@ def _kernel_sizes(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict 
                 A=_fmt(per_seed["thin"].to_numpy()) if "thin" in per_seed else "",
                 B=_fmt(per_seed["large"].to_numpy()) if "large" in per_seed else "",
                 d=float((per_seed["thin"] - per_seed["large"]).mean()) if len(below) else np.nan,
-                se=np.nan, verdict=v)
+                se=np.nan, verdict=v, n=f"{len(below)}", unit="px", scale=1.0)
 
 
 def _run_time(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | None) -> dict:
@@ -219,22 +243,24 @@ def _run_time(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | No
     same_net = len(same) > 0 and same["run"].map(lambda r: r.split("-")[0]).nunique() == 1
     ok = np.isfinite(net) and np.isfinite(crf) and len(same) > 0
     v = ("holds" if same_net and crf > 0.10 * net else "does not hold") if ok else "inconclusive"
-    return dict(measure="ms/image side by side (benchmarks/evaluate.py): network | CRF extra",
-                A=f"{net:.2f}" if ok else "", B=f"{crf:.2f}" if ok else "",
-                d=crf / net if ok else np.nan, se=np.nan, verdict=v)
+    return dict(measure="ms/image side by side (benchmarks/evaluate.py, one image at a time): network | CRF extra; "
+                        "d = CRF / network",
+                A=f"{net:.2f} ms" if ok else "", B=f"{crf:.2f} ms" if ok else "",
+                d=crf / net if ok else np.nan, se=np.nan, verdict=v, n="", unit="ratio", scale=1.0)
 
 
 _MEASURE = {"greater": _greater, "gain_thin": _gain_thin, "every_class": _every_class,
             "kernel_sizes": _kernel_sizes, "run_time": _run_time}
 
 
-def _fmt(values) -> str:
-    values = np.asarray(values, dtype=np.float64)
+def _fmt(values, scale: float = 1.0) -> str:
+    """``40.33 ± 0.45 (3 seeds, 39.90–40.80)``: mean ± std over seeds, in percent when ``scale`` is 100."""
+    values = scale * np.asarray(values, dtype=np.float64)
     if values.size == 0:
-        return "-"
+        return MISSING
     if values.size == 1:
-        return f"{values[0]:.4f} (1 seed)"
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f} (n={values.size}, {values.min():.4f}-{values.max():.4f})"
+        return f"{values[0]:.2f} (1 seed)"
+    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f} ({values.size} seeds, {values.min():.2f}–{values.max():.2f})"
 
 
 def _claim_row(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | None = None) -> dict:
@@ -245,23 +271,130 @@ def _claim_row(df: pd.DataFrame, claim: Claim, groups: dict, benchmark: dict | N
 
 
 def claims_ledger(df: pd.DataFrame, groups: dict, benchmark: dict | None = None, claims=CLAIMS) -> pd.DataFrame:
-    """One row per claim: what we measured (A, B as mean ± std over seeds, with the range), the
-    difference ``d`` of the means, its standard error and the verdict of :data:`VERDICT_RULES`.
-    ``benchmark``: the content of ``results/benchmarks/evaluate_cpu.json`` (claim C20; see
+    """One row per claim: what we measured (A, B as mean ± std over seeds, with the range, in
+    percent for fraction metrics), the difference ``d`` of the means and its standard error ``se``
+    in the metric's stored unit (fractions: 0.01 = 1 point), the verdict of :data:`VERDICT_RULES`,
+    ``n`` (seeds of A/B), ``unit`` of ``scale * d`` (``pp``, ``px``, ``ratio``: C20's d is the CRF's
+    time over the network's) and ``scale``.  ``benchmark``: the content of
+    ``results/benchmarks/evaluate_cpu.json`` (claim C20; see
     :func:`~aafcore.report.results.load_benchmark`)."""
     return pd.DataFrame([_claim_row(df, c, groups, benchmark) for c in claims])
 
 
+def _scaled(ledger: pd.DataFrame, column: str) -> pd.Series:
+    scale = ledger["scale"] if "scale" in ledger.columns else 1.0
+    return ledger[column] * scale
+
+
 def ledger_table(ledger: pd.DataFrame) -> pd.DataFrame:
-    """The ledger as the book shows it: indexed by claim id, the verdict next to the claim (so that it
-    shows without scrolling sideways), then measure, ``d`` (signed, 4 decimals), ``se``, A, B and
-    the paper's section; a missing ``d`` or ``se`` shows as "-"."""
+    """The ledger in full as the book shows it: indexed by claim id, the verdict next to the
+    claim, then measure, ``d`` (signed, 2 decimals, in ``unit``: percentage points, px, or a
+    ratio), ``se``, ``n``, A, B and the paper's section; a missing number shows as "–"."""
     shown = ledger.copy()
-    shown["d"] = shown["d"].map(lambda v: "-" if pd.isna(v) else f"{v:+.4f}")
-    shown["se"] = shown["se"].map(lambda v: "-" if pd.isna(v) else f"{v:.4f}")
-    return shown[["id", "verdict", "claim", "measure", "d", "se", "A", "B", "source"]].set_index("id")
+    shown["d"] = _scaled(ledger, "d").map(lambda v: MISSING if pd.isna(v) else f"{v:+.2f}")
+    shown["se"] = _scaled(ledger, "se").map(lambda v: MISSING if pd.isna(v) else f"{v:.2f}")
+    for column in ("unit", "n"):
+        if column not in shown.columns:
+            shown[column] = ""
+    return shown[["id", "verdict", "claim", "measure", "d", "se", "unit", "n", "A", "B", "source"]].set_index("id")
 
 
 def verdict_summary(ledger: pd.DataFrame) -> str:
     """``**holds**: 10, **inconclusive**: 9, ...``: how many claims got each verdict (markdown), most first."""
     return ", ".join(f"**{v}**: {n}" for v, n in ledger["verdict"].value_counts().items())
+
+
+# --------------------------------------------------------------------------- the compact ledger (HTML)
+
+# verdict -> (background, text colour) of its badge: green holds, red does not hold, orange not
+# reproduced, grey inconclusive or not tested
+BADGE_COLOURS = {"holds": ("#2e7d32", "#ffffff"), "does not hold": ("#c62828", "#ffffff"),
+                 "not reproduced": ("#ef6c00", "#ffffff"), "inconclusive": ("#757575", "#ffffff"),
+                 "not tested": ("#bdbdbd", "#212121")}
+
+
+def verdict_badge(verdict: str) -> str:
+    """An HTML badge for ``verdict`` (inline styles: they survive Jupyter Book's HTML), coloured by
+    :data:`BADGE_COLOURS` (an unknown verdict is grey)."""
+    bg, fg = BADGE_COLOURS.get(verdict, ("#9e9e9e", "#ffffff"))
+    return (f'<span style="background:{bg};color:{fg};padding:1px 8px;border-radius:10px;'
+            f'white-space:nowrap;font-size:0.85em">{html.escape(verdict)}</span>')
+
+
+def short_source(source: str) -> str:
+    """The paper's place of a claim, short enough for a table cell: ``"Sec. 5.1, Tables 2-3"`` ->
+    ``"§5.1, Tab. 2-3"`` (a bare section number, ``"5.1"``, gets its ``§`` too); remarks in parentheses
+    (several words) and references to project documents are dropped."""
+    text = re.sub(r"\s*\([^)]* [^)]*\)", "", source)       # "(the adversary selects ...)", not "(a)"
+    parts = [p.strip() for p in re.split(r"[;,]", text) if p.strip() and ".md" not in p]
+    text = ", ".join(f"§{p}" if re.fullmatch(r"\d+(\.\d+)*", p) else p for p in parts)
+    for long, short in (("Sec. ", "§"), ("Tables ", "Tab. "), ("Table ", "Tab. ")):
+        text = text.replace(long, short)
+    return text
+
+
+def effect_text(d: float, low: float, high: float, unit: str) -> str:
+    """``+2.54 [+1.34, +3.74]``: an effect and its interval, in percentage points (``unit``
+    ``pp``: no suffix, the column says so), with ``px`` for pixels and as ``ratio 7.99`` for a
+    time ratio; "–" when there is no effect."""
+    if not np.isfinite(d):
+        return MISSING
+    if unit == "ratio":
+        return f"ratio {d:.2f}"
+    suffix = "" if unit.startswith("pp") else f" {unit}"
+    worst = " (worst class)" if "worst" in unit else ""
+    if np.isfinite(low) and np.isfinite(high):
+        return f"{d:+.2f} [{low:+.2f}, {high:+.2f}]{suffix}{worst}"
+    return f"{d:+.2f}{suffix}{worst}"
+
+
+def compact_ledger(ledger: pd.DataFrame) -> pd.DataFrame:
+    """:func:`claims_ledger` in one short row per claim: ``id``, ``claim``, ``verdict``, ``effect``
+    (d ± 2 se in percentage points, the rules' margin; px for C14; C20's time ratio), ``n`` (seeds
+    of A/B) and ``source`` (:func:`short_source`); for :func:`ledger_html`."""
+    d, se = _scaled(ledger, "d"), _scaled(ledger, "se")
+    units = ledger["unit"] if "unit" in ledger.columns else pd.Series("", index=ledger.index)
+    effects = [effect_text(v, v - 2 * e, v + 2 * e, str(u or "")) for v, e, u in zip(d, se, units)]
+    return pd.DataFrame({"id": ledger["id"], "claim": ledger["claim"], "verdict": ledger["verdict"],
+                         "effect": effects, "n": ledger["n"] if "n" in ledger.columns else "",
+                         "source": [short_source(s) for s in ledger["source"]]})
+
+
+def _shorten(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return cut.rstrip(",;:") + " …"
+
+
+def ledger_html(compact: pd.DataFrame, details: str | None = None, effect_header: str = "effect, pp [interval]",
+                claim_chars: int = 90, order=("holds", "does not hold", "not reproduced", "inconclusive",
+                                              "not tested")) -> str:
+    """The compact ledger as HTML (inline styles, no scrolling at the book's width): a verdict
+    count line, then one row per claim of ``compact`` (columns ``id``, ``claim``, ``verdict``,
+    ``effect``, ``n``, ``source``) with the verdict as a badge (:func:`verdict_badge`) and the claim
+    cut to ``claim_chars`` characters (the full text in its tooltip), and ``details`` (HTML: the
+    full ledger) in a collapsed section below."""
+    counts = compact["verdict"].value_counts()
+    verdicts = [v for v in order if v in counts.index] + [v for v in counts.index if v not in order]
+    summary = " &nbsp; ".join(f"{verdict_badge(v)} {int(counts[v])}" for v in verdicts)
+    cell = "padding:3px 6px;border-bottom:1px solid #e0e0e0;vertical-align:top;text-align:left"
+    nowrap = cell + ";white-space:nowrap"
+    head = "".join(f'<th style="{nowrap};border-bottom:2px solid #9e9e9e">{h}</th>'
+                   for h in ("", "claim", "verdict", effect_header, "n", "source"))
+    rows = []
+    for _, r in compact.iterrows():
+        text = str(r["claim"])
+        rows.append(f'<tr><td style="{nowrap}"><b>{html.escape(str(r["id"]))}</b></td>'
+                    f'<td style="{cell}" title="{html.escape(text)}">{html.escape(_shorten(text, claim_chars))}</td>'
+                    f'<td style="{nowrap}">{verdict_badge(str(r["verdict"]))}</td>'
+                    f'<td style="{nowrap}">{html.escape(str(r["effect"]))}</td>'
+                    f'<td style="{nowrap}">{html.escape(str(r["n"]))}</td>'
+                    f'<td style="{nowrap}">{html.escape(str(r["source"]))}</td></tr>')
+    out = (f'<p><b>{len(compact)} claims:</b> &nbsp; {summary}</p>'
+           f'<table style="border-collapse:collapse;width:100%;font-size:0.9em">'
+           f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+    if details:
+        out += ('<details style="margin-top:0.8em"><summary>The full ledger: every column</summary>'
+                f'<div style="overflow-x:auto">{details}</div></details>')
+    return out

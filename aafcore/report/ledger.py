@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from aafcore.report.claims import CLAIMS as _V1_CLAIMS
+from aafcore.report.claims import effect_text, ledger_html, short_source
 from aafcore.report.claims import _run_time as _v1_run_time
 from aafcore.report.protocol import (ClaimSpec, Protocol, RunGroup, Side, protocol_commit, protocol_dirty,
                                      rules_match, runs_after_protocol)
@@ -37,6 +38,8 @@ from aafcore.report.stats import _side_values, ledger_frame, paired_differences,
 
 __all__ = ["LEDGER_COLUMNS", "claim_differences", "study_ledger", "provenance_check", "commit_date",
            "provenance_sentence", "ledger_view"]
+# also public, imported from this module (the package re-exports __all__ only): compact_study_ledger,
+# study_ledger_html
 
 LEDGER_COLUMNS = ["id", "text", "kind", "unit", "n", "d", "ci_low", "ci_high", "ci_level", "p", "p_holm",
                   "holm_rejects", "paper_effect", "verdict", "missing", "note"]
@@ -321,6 +324,28 @@ def ledger_view(ledger: pd.DataFrame, digits: int = 2):
     # a fixed id for the table's CSS (pandas draws a random one): the executed page is then the
     # same at every run, as nbval checks
     return style_ledger(shown, digits=digits).set_uuid("study-ledger")
+
+
+def compact_study_ledger(ledger: pd.DataFrame, protocol: Protocol) -> pd.DataFrame:
+    """:func:`study_ledger` in one short row per claim, for :func:`study_ledger_html`: ``id``,
+    ``claim`` (the protocol's text), ``verdict``, ``effect`` (``d [ci_low, ci_high]``: percentage
+    points, ``px`` for C14; :func:`~aafcore.report.claims.effect_text`), ``n`` (paired seeds) and
+    ``source`` (the protocol's, short: :func:`~aafcore.report.claims.short_source`)."""
+    sources = {c.id: c.source for c in protocol.claims}
+    effects = [effect_text(d, lo, hi, str(u or "")) for d, lo, hi, u in
+               zip(ledger["d"], ledger["ci_low"], ledger["ci_high"], ledger["unit"])]
+    return pd.DataFrame({"id": ledger["id"], "claim": ledger["text"], "verdict": ledger["verdict"],
+                         "effect": effects, "n": ledger["n"].astype(int),
+                         "source": [short_source(sources.get(c, "")) for c in ledger["id"]]})
+
+
+def study_ledger_html(ledger: pd.DataFrame, protocol: Protocol, digits: int = 2) -> str:
+    """The study's ledger for the book: the verdict counts and one compact row per claim with a
+    coloured verdict badge (:func:`compact_study_ledger`, :func:`~aafcore.report.claims.ledger_html`),
+    every column of :func:`ledger_view` in a collapsed section below."""
+    details = ledger_view(ledger, digits=digits).to_html()
+    return ledger_html(compact_study_ledger(ledger, protocol), details,
+                       effect_header="d, pp [corrected interval]")
 
 
 # --------------------------------------------------------------------------- provenance

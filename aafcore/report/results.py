@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = ["PAPER_TABLES", "METHOD_ORDER", "at_project_root", "paper_table", "pa
            "benchmark_note", "boundary_note"]
 
 PAPER_TABLES = Path(__file__).resolve().parent.parent / "paper_tables"
+PAPER_FRACTION_TABLES = (8, 9)     # the tables the paper prints as 0-1 (boundary recall), not in percent
 METHOD_ORDER = ["baseline", "crf", "gan", "emb", "affinity", "aaf", "aaf_frozen", "aaf_min"]
 _LABELS = {"crf": "CRF", "gan": "GAN", "emb": "Emb.", "affinity": "Affinity", "aaf": "AAF",
            "aaf_frozen": "AAF, frozen weights", "aaf_min": "AAF, minimised weights"}
@@ -83,12 +85,26 @@ def paper_table(number: int, bookkeeping: bool = True) -> pd.DataFrame:
     return df if bookkeeping else df.drop(columns=[c for c in _BOOKKEEPING if c in df.columns])
 
 
-def paper_view(number: int, max_columns: int = 12) -> pd.DataFrame:
-    """Table ``number`` as the book shows it: every value as the paper prints it (strings: Tables
-    8-9 keep their 3 decimals), the row labels (base, method; Table 10's kernel-size set) as the
-    index, and a per-class table with more than ``max_columns`` numbers transposed (one row per
-    class, one column per method) so that it fits the page."""
+def _percent(printed: str) -> str:
+    """``".606"`` -> ``"60.6"``: a value printed as a fraction, in percent with the same precision
+    (two decimals fewer); exact (decimal arithmetic), no rounding."""
+    value = Decimal(printed).scaleb(2)
+    decimals = max(-value.as_tuple().exponent, 0)
+    return f"{value:.{decimals}f}"
+
+
+def paper_view(number: int, max_columns: int = 12, percent: bool = True) -> pd.DataFrame:
+    """Table ``number`` as the book shows it: every value as the paper prints it (strings: no
+    digit added or lost), the row labels (base, method; Table 10's kernel-size set) as the index,
+    and a per-class table with more than ``max_columns`` numbers transposed (one row per class,
+    one column per method) so that it fits the page.  ``percent``: a table the paper prints as
+    0-1 (:data:`PAPER_FRACTION_TABLES`, boundary recall ``.606``) is shown in percent with the
+    same precision (``60.6``), as every table of the book is."""
     df = _read_paper(number)
+    if percent and number in PAPER_FRACTION_TABLES:
+        for c in df.columns:
+            if c not in _BOOKKEEPING and c != "base" and pd.to_numeric(df[c], errors="coerce").notna().all():
+                df[c] = df[c].map(_percent)
     df = df.drop(columns=[c for c in _BOOKKEEPING if c in df.columns]).rename(columns={"Method": "method"})
     sizes = [c for c in df.columns if c.startswith("k = ")]
     if sizes:   # Table 10: the kernel-size set of each row, from its check marks

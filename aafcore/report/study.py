@@ -212,7 +212,7 @@ README_START, README_END = "<!-- study-results: written by protocol/readme_resul
 _SUMMARY = (("mIoU", "iou", "val-source", "mean", 1), ("large", "iou", "val-source", "large", 1),
             ("mid", "iou", "val-source", "mid", 1), ("thin", "iou", "val-source", "thin", 1),
             ("instance mIoU", "instance_iou", "val-source", "mean", 1),
-            ("boundary F, 1 cell", "boundary_f_cell", "val-source", "mean", 3),
+            ("boundary F, 1 cell", "boundary_f_cell", "val-source", "mean", 1),
             ("test mIoU (ms+flip)", "iou", "test-source-ms", "mean", 1),
             ("shifted mIoU", "iou", "val-shifted", "mean", 1))
 _KEY_CLAIMS = (("C2", "AAF − baseline"), ("C1", "Affinity − baseline"), ("C3", "AAF − Affinity"),

@@ -1,8 +1,9 @@
 """The paper-style tables of our results: one row per (base, method), and the gains over the base
 beside the paper's.
 
-Values are fractions in the results and percentages (IoU) or 0-1 (boundary) in the tables, as the
-paper prints them.  Our classes are not the paper's (the synthetic benchmark, not VOC or
+Values are fractions in the results and percentages in the tables (IoU, instance IoU, pixel
+accuracy and the boundary metrics; the paper prints boundary recall as 0-1 with 3 decimals, which is
+the same precision as one decimal of a percentage).  Our classes are not the paper's (the synthetic benchmark, not VOC or
 Cityscapes), so what compares is the *mean* and each method's *gain over its base network*.
 """
 
@@ -11,19 +12,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from aafcore.report.results import (METHOD_ORDER, base_label, class_names, dataset_label, method_label,
+from aafcore.report.results import (METHOD_ORDER, PAPER_FRACTION_TABLES, base_label, class_names, dataset_label, method_label,
                                     paper_table, select_rows)
 
-__all__ = ["METRICS", "KERNEL_SIZE_SETS", "method_table", "table", "seed_values", "compare_gains", "gains_table",
-           "domain_gains", "kernel_size_table", "kernel_sizes_frame", "class_order", "kernel_size_summary"]
+__all__ = ["METRICS", "KERNEL_SIZE_SETS", "method_table", "table", "seed_values", "compare_gains",
+           "gains_table", "domain_gains", "kernel_size_table", "kernel_sizes_frame", "class_order", "kernel_size_summary"]
 
-# metric of the results -> (column prefix of the per-class values, scale for display)
+# metric of the results -> (column prefix of the per-class values, scale for display: percent)
 METRICS = {"iou": ("iou", 100.0), "instance_iou": ("instance_iou", 100.0),
-           "boundary_recall": ("boundary_recall", 1.0), "boundary_precision": ("boundary_precision", 1.0),
-           "boundary_f": ("boundary_f", 1.0),
+           "boundary_recall": ("boundary_recall", 100.0), "boundary_precision": ("boundary_precision", 100.0),
+           "boundary_f": ("boundary_f", 100.0),
            # at one logit cell (8 px): evaluations written before these metrics existed lack them
-           "boundary_recall_cell": ("boundary_recall_cell", 1.0),
-           "boundary_precision_cell": ("boundary_precision_cell", 1.0), "boundary_f_cell": ("boundary_f_cell", 1.0)}
+           "boundary_recall_cell": ("boundary_recall_cell", 100.0),
+           "boundary_precision_cell": ("boundary_precision_cell", 100.0),
+           "boundary_f_cell": ("boundary_f_cell", 100.0)}
+MISSING = "–"       # the book's one marker of a missing value (an en dash)
+# the header of a method table's mean column, per metric
+_MEAN_HEADERS = {"iou": "mIoU", "instance_iou": "inst. mIoU", "boundary_recall": "mean recall",
+                 "boundary_precision": "mean precision", "boundary_f": "mean F",
+                 "boundary_recall_cell": "mean recall", "boundary_precision_cell": "mean precision",
+                 "boundary_f_cell": "mean F"}
 _MEANS = {"iou": "miou", "instance_iou": "instance_miou", "boundary_recall": "mean_boundary_recall",
           "boundary_precision": "mean_boundary_precision", "boundary_f": "mean_boundary_f",
           "boundary_recall_cell": "mean_boundary_recall_cell", "boundary_precision_cell": "mean_boundary_precision_cell",
@@ -74,8 +82,7 @@ def method_table(df: pd.DataFrame, metric: str = "iou", tag: str = "val-source",
                  extra: list[str] = (), with_crf: bool = False) -> pd.DataFrame:
     """A paper-style table: one row per (base, method), one column per class and the mean.
 
-    Values are the mean over the seeds found, shown as the paper prints them (IoU in %, boundary
-    0-1); ``seeds`` counts them and ``± std`` is the seed standard deviation of the mean column
+    Values are the mean over the seeds found, in percent (IoU, boundary metrics); ``seeds`` counts them and ``± std`` is the seed standard deviation of the mean column
     (blank for one seed).  ``groups`` (e.g. ``{"thin": [...], "large": [...]}``) adds group means;
     ``extra`` adds scalar columns (e.g. ``pixel_accuracy``) on the same scale as the mean.
     ``with_crf`` appends the rows of the evaluation ``<tag>-crf`` (the baseline + dense CRF, row
@@ -85,27 +92,58 @@ def method_table(df: pd.DataFrame, metric: str = "iou", tag: str = "val-source",
     if with_crf:
         crf = _one_tag_table(df, metric, f"{tag}-crf", base, methods, kernel_sizes, groups, extra)
         out = _concat([out, crf])
+    out.attrs.update(metric=metric, classes=class_names(df, METRICS[metric][0]))
     return out
 
 
 # the book's column headers for the results' own names
-_HEADERS = {"Method": "method", "pixel_accuracy": "pixel acc.", "paper_table": "paper table", "median_ms": "median ms"}
+_HEADERS = {"Method": "method", "pixel_accuracy": "pixel acc.", "paper_table": "paper table", "median_ms": "median ms",
+            "our seeds": "seeds", "difference of gains": "gain difference"}
+_FIRST = ("mean", "± std", "seeds", "large", "mid", "thin", "pixel_accuracy")
 
 
-def table(df: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
-    """``df`` as the book shows it: floats with ``digits`` decimals, missing values as "-"
-    (one seed has no standard deviation, stuff classes no instance-wise IoU); other cells as they are.
-    Headers read as words (``pixel acc.``, ``paper table``), the row labels ``base`` and ``method``
-    become the index (no 0..N row numbers), and a method table shows its mean, ``± std`` and
-    ``seeds`` first, then the class groups and the classes."""
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "-" if np.isnan(v) else f"{v:.{digits}f}"
-        return v
-    out = df.map(cell).rename(columns=_HEADERS)
+def _cell(v, digits: int):
+    if isinstance(v, (float, np.floating)):
+        return MISSING if np.isnan(v) else f"{v:.{digits}f}"
+    if v is None or v is pd.NA:
+        return MISSING
+    return v
+
+
+def table(df: pd.DataFrame, digits: int = 2, part: str = "all") -> pd.DataFrame:
+    """``df`` as the book shows it: floats with ``digits`` decimals, missing values as
+    :data:`MISSING` ("–": one seed has no standard deviation, stuff classes no instance-wise IoU);
+    other cells as they are.
+
+    Headers read as words (``pixel acc.``, ``seeds``); the mean column of a :func:`method_table`
+    is named for its metric (``mIoU``, ``inst. mIoU``, ``mean recall``); the row labels ``base``
+    and ``method`` become the index (no 0..N row numbers), and a method table shows its mean,
+    ``± std`` and ``seeds`` first, then the class groups and the classes.
+
+    ``part`` (a :func:`method_table` only): ``"all"``, ``"summary"`` (the mean, spread, seeds,
+    groups and extra columns: the table that fits the page) or ``"classes"`` (the mean and one
+    column per class)."""
+    if part not in ("all", "summary", "classes"):
+        raise ValueError(f"table: part must be 'all', 'summary' or 'classes', got {part!r}")
+    classes = list(df.attrs.get("classes", []))
+    metric = df.attrs.get("metric")
+    out = df.copy()
     if {"mean", "seeds"} <= set(out.columns):
-        first = [c for c in ("mean", "± std", "seeds", "large", "mid", "thin", "pixel acc.") if c in out.columns]
-        out = out[first + [c for c in out.columns if c not in first]]
+        first = [c for c in _FIRST if c in out.columns]
+        extra = [c for c in out.columns if c not in first and c not in classes and c not in ("base", "method")]
+        if part == "summary":
+            keep = first + extra
+        elif part == "classes":
+            keep = ["mean"] + [c for c in classes if c in out.columns]
+        else:
+            keep = first + [c for c in out.columns if c not in first]
+        out = out[[c for c in ("base", "method") if c in out.columns] + [c for c in keep if c not in ("base", "method")]]
+    elif part != "all":
+        raise ValueError("table: part='summary' or 'classes' needs a method table (columns mean and seeds)")
+    headers = dict(_HEADERS)
+    if metric in _MEAN_HEADERS:
+        headers["mean"] = _MEAN_HEADERS[metric]
+    out = out.map(lambda v: _cell(v, digits)).rename(columns=headers)
     labels = [c for c in ("base", "method") if c in out.columns]
     if labels and isinstance(out.index, pd.RangeIndex):
         out = out.set_index(labels)
@@ -148,10 +186,13 @@ def compare_gains(df: pd.DataFrame, paper_number: int, metric: str = "iou", tag:
     evaluation ``crf_tag`` (default ``<tag>-crf``, the PSPNet baseline + dense CRF), its gain over
     the baseline of ``tag``.  ``paper_mean_column`` (default ``mIoU`` or ``mean``) and
     ``ours_column`` (default ``mean``, or an ``extra`` column of :func:`method_table` such as
-    ``pixel_accuracy``) choose what is compared.
+    ``pixel_accuracy``) choose what is compared.  Everything is in percent: the paper's boundary
+    recall (Tables 8-9, printed 0-1) is multiplied by 100.
     """
     paper = paper_table(paper_number)
     paper_column = paper_mean_column or [c for c in paper.columns if c in ("mIoU", "mean")][0]
+    if paper_number in PAPER_FRACTION_TABLES:
+        paper[paper_column] = 100.0 * paper[paper_column]
     extra = [] if ours_column == "mean" else [ours_column]
     ours = method_table(df, metric, tag, extra=extra)
     crf = method_table(df, metric, crf_tag or f"{tag}-crf", methods=["crf"], extra=extra)
@@ -203,7 +244,9 @@ def kernel_size_table(df: pd.DataFrame, groups: dict | None = None, sets=KERNEL_
     empty when there is none."""
     rows = [method_table(df, "iou", "val-source", base="pspnet", methods=["aaf"], kernel_sizes=ks, groups=groups)
             .assign(method=f"AAF k∈{{{ks}}}") for ks in sets]
-    return _concat(rows)
+    out = _concat(rows)
+    out.attrs.update(metric="iou", classes=class_names(df, "iou"))
+    return out
 
 
 def kernel_sizes_frame(df: pd.DataFrame, widths: dict | None = None, groups: dict | None = None,
