@@ -15,7 +15,8 @@ Modules (each imports only those above it):
   statistics of :mod:`~aafcore.report.stats`) and the check that its runs follow the protocol's commit;
 * :mod:`~aafcore.report.performance`: the benchmark tables of the performance page;
 * :mod:`~aafcore.report.run`: one training run or evaluation (the train and evaluate notebooks);
-* :mod:`~aafcore.report.figures`: training curves, Fig. 4 and Fig. 5.
+* :mod:`~aafcore.report.figures`: training curves, Fig. 4 and Fig. 5 and what their page states;
+* :mod:`~aafcore.report.domain` (not re-exported): the unseen-domain page's samples and findings.
 
 ``from aafcore import report`` gives every public name of these modules.
 """
@@ -34,7 +35,11 @@ from aafcore.report.performance import (GPU_STEP_BENCHMARKS, cuda_check_table, g
                                         short_commit, step_benchmark_table)
 from aafcore.report.run import (evaluation_time_sentence, metrics_sentence, metrics_summary, per_class_frame,
                                 run_summary)
-from aafcore.report.figures import plot_kernel_sizes, plot_predictions, plot_training
+from aafcore.report.figures import (BOOK_DPI, BOOK_WIDTH, PAPER_EDGE_SIZES, class_legend, comparison_findings,
+                                    comparison_limitations, effective_sizes, evaluation_prediction_dirs,
+                                    kernel_findings, kernel_limitations, kernel_weight_table, kernel_weights_frame,
+                                    plot_comparison, plot_kernel_sizes, plot_kernel_weights, plot_predictions,
+                                    plot_training, saved_ids, thin_iou_table, thin_rich_ids, thin_window)
 
 __all__ = [
     # results
@@ -54,7 +59,10 @@ __all__ = [
     # run
     "per_class_frame", "run_summary", "metrics_sentence", "metrics_summary", "evaluation_time_sentence",
     # figures
-    "plot_training", "plot_predictions", "plot_kernel_sizes",
+    "plot_training", "plot_predictions", "plot_kernel_sizes", "BOOK_WIDTH", "BOOK_DPI", "PAPER_EDGE_SIZES",
+    "kernel_weights_frame", "effective_sizes", "kernel_weight_table", "plot_kernel_weights", "kernel_findings",
+    "kernel_limitations", "evaluation_prediction_dirs", "thin_window", "thin_rich_ids", "class_legend",
+    "plot_comparison", "thin_iou_table", "comparison_findings", "saved_ids", "comparison_limitations",
 ]
 
 # The study's paired statistics (aafcore.report.stats: paired differences, paired t-test, Holm,
