@@ -1,4 +1,5 @@
-"""The book's tables, claims ledger and tutorial helpers, on small hand-made result trees."""
+"""The book's tables and claims ledger, on small hand-made result trees (the tutorial's helpers:
+test_tutorial.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import pandas as pd
 import pytest
 
 from aafcore import report
-from aafcore.tutorial import pair_loss, pair_masks, thin_structure_experiment, toy_labels
 
 NAMES = ["sky", "ground", "pole", "wire"]
 GROUPS = {"large": [0, 1], "thin": [2, 3]}
@@ -203,40 +203,6 @@ def test_claim_every_class_fails_when_one_class_gets_worse(results):
 def test_load_results_rejects_a_missing_tree(tmp_path):
     with pytest.raises(FileNotFoundError, match="no results"):
         report.load_results("cpu", "synthetic", tmp_path)
-
-
-# --------------------------------------------------------------------------- tutorial
-
-
-def test_pair_masks_by_hand():
-    labels = np.array([[0, 0, 0],
-                       [0, 1, 0],
-                       [0, 0, 0]])
-    edge, same = pair_masks(labels, 3)
-    # only the centre has all 8 corners and their mirrors inside: its 8 pairs are all edges
-    assert edge[1, 1] == 8 and same[1, 1] == 0
-    # an edge pixel like (0, 1) has pairs only along the row (the mirror of a vertical offset falls
-    # outside): offsets (0, -1) and (0, +1), both to label-0 pixels
-    assert edge[0, 1] == 0 and same[0, 1] == 2
-    assert edge.sum() + same.sum() == 8 + 4 * 2      # the centre, and the 4 edge-middle pixels
-
-
-def test_pair_loss_kl_and_margin():
-    assert pair_loss(0.9, 0.9, is_edge=False) == pytest.approx(0.0)
-    kl = 0.1 * math.log(0.1 / 0.9) + 0.9 * math.log(0.9 / 0.1)
-    assert pair_loss(0.9, 0.1, is_edge=False) == pytest.approx(kl)
-    assert pair_loss(0.9, 0.1, is_edge=True, margin=3.0) == pytest.approx(max(0.0, 3.0 - kl))
-    assert pair_loss(0.9, 0.0, is_edge=True, margin=1.0) == 0.0      # beyond the margin: no force
-
-
-def test_thin_structure_experiment_is_deterministic_and_shares_its_start():
-    a = thin_structure_experiment(steps=3, size=16)
-    b = thin_structure_experiment(steps=3, size=16)
-    assert set(a) == {"CE", "CE + affinity"}
-    for name in a:
-        assert a[name]["iou"] == b[name]["iou"]
-        assert np.array_equal(a[name]["labels"], a["CE"]["labels"])   # the same test images
-    assert toy_labels(32)[10, 8] == 1 and (toy_labels(32) == 2).sum() > 0
 
 
 def test_benchmark_and_boundary_notes_describe_the_results_they_read(results):
