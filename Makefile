@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-fast install benchmark reproduce clean
+.PHONY: test test-fast install benchmark reproduce book-check clean
 
 install: $(STAMP)
 
@@ -38,6 +38,13 @@ JOBS ?= 2
 reproduce: $(STAMP)
 	$(VENV)/bin/aaf reproduce --profile study --jobs $(JOBS) --no-reports --no-book
 	$(VENV)/bin/aaf reproduce --profile cpu
+
+# the built book in a browser: builds it (execution off), opens every page in headless Chromium
+# (Debian: apt-get install -y chromium) and fails on raw LaTeX, overflow at 1400 px, console errors,
+# NaN, absolute paths and CLI advice in outputs; screenshots go to _build/book-check/.
+# BOOK_CHECK_ARGS: e.g. --no-build, --repository-url https://github.com/OWNER/REPO, --shots all
+book-check: $(STAMP)
+	$(PY) scripts/book_check.py $(BOOK_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -29,7 +29,7 @@ from aafcore.inference import (PAPER_SCALES, PREDICTION_IMAGES, InferenceConfig,
 from aafcore.metrics import confusion_matrix, mean_iou
 from aafcore.models import build_model
 from aafcore.runs import (check_writable_dir, digest, file_sha256, finished_result, jsonable, load_checkpoint, locked,
-                          provenance, read_json, resolve_device, same_training, write_json)
+                          provenance, read_json, resolve_device, same_training, skip_message, write_json)
 
 __all__ = ["PAPER_SCALES", "PREDICTION_IMAGES", "InferenceConfig", "predict_logits", "predict_probs",
            "evaluate_model", "evaluate_run", "crf_grid", "evaluation_hash", "evaluation_tag", "evaluation_result", "jsonable"]
@@ -157,7 +157,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "val", domain: str = "sour
     previous = None if force else finished_result(out / "metrics.json", "evaluation_hash", ehash)
     if previous is not None and same_training(previous, trained):
         if progress:
-            print(f"{out / 'metrics.json'}: finished evaluation with the same settings, skipped (use --force)")
+            print(skip_message(out / "metrics.json", previous, "evaluation"))
         return previous
     ckpt_path = run / "checkpoint.pt"
     if not ckpt_path.is_file():   # a finished evaluation needs no checkpoint; a new one does

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Job", "Launcher", "EXECUTORS", "execute", "execute_or_describe", "describe_failure",
-           "tag_parameter_cells", "run_stage"]
+           "fold_values", "fold_parameter_cells", "tag_parameter_cells", "drop_widgets", "relative_paths",
+           "clean_executed_copy", "clean_copies", "run_stage"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTORS = ("local", "slurm", "submitit-local")
@@ -91,20 +92,165 @@ class Job:
         return cls(**d)
 
 
-def tag_parameter_cells(nb) -> None:
-    """Jupyter Book tags for the parameter cells of an executed notebook: the template's defaults
-    (``parameters``) are removed from the page, papermill's ``injected-parameters`` (the values
-    this copy ran with) are folded behind a "show" button."""
+def _tags(cell) -> list:
+    return cell.metadata.get("tags", [])
+
+
+def _assignments(source: str) -> dict[str, str]:
+    """``{name: value source}`` of the top-level ``name = value`` statements of ``source`` (what
+    papermill injects: ``profile = "cpu"``)."""
+    import ast
+
+    out = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = ast.get_source_segment(source, node.value)
+    return out
+
+
+def fold_values(source: str, values: dict[str, str]) -> str:
+    """``source`` (a parameters cell) with the value of each top-level ``name = value`` whose name
+    is in ``values`` replaced by ``values[name]`` (source text), comments kept and aligned where
+    they were; names the cell does not assign are appended, one line each.
+
+    >>> print(fold_values('profile = "smoke"   # which profile\\nseed = 0', {"profile": '"cpu"', "new": "1"}))
+    profile = "cpu"     # which profile
+    seed = 0
+    new = 1
+    """
+    import ast
+
+    lines = source.split("\n")
+    spans = []
+    for node in ast.parse(source).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+                and node.targets[0].id in values):
+            spans.append((node.targets[0].id, node.value))
+    for name, value in sorted(spans, key=lambda s: s[1].lineno, reverse=True):
+        # ast's columns count UTF-8 bytes
+        first = lines[value.lineno - 1].encode()
+        last = lines[value.end_lineno - 1].encode()
+        head, rest = first[:value.col_offset].decode(), last[value.end_col_offset:].decode()
+        line = head + values[name]
+        comment = rest.lstrip()
+        if comment.startswith("#"):
+            column = len(last[:value.end_col_offset].decode()) + len(rest) - len(comment)
+            line += " " * max(2 if len(rest) - len(comment) >= 2 else 1, column - len(line)) + comment
+        else:
+            line += rest
+        lines[value.lineno - 1:value.end_lineno] = [line]
+    assigned = {name for name, _ in spans}
+    extra = [f"{k} = {v}" for k, v in values.items() if k not in assigned and k not in _assignments(source)]
+    return "\n".join(lines + extra)
+
+
+def fold_parameter_cells(nb) -> bool:
+    """Show the template's documented ``parameters`` cell with the values this copy ran with.
+
+    papermill adds an ``injected-parameters`` cell after the template's ``parameters`` cell; its
+    values are folded into the ``parameters`` cell (:func:`fold_values`: comments kept), with a
+    first comment line naming them, and the injected cell is dropped.  The ``parameters`` cell is
+    shown (the ``remove-cell`` tag of earlier copies goes; a template may still fold it with
+    ``hide-input``).  Running the cells again (nbval) assigns the same values.  Idempotent;
+    returns whether ``nb`` changed."""
+    params = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in _tags(c)), None)
+    injected = next((i for i, c in enumerate(nb.cells) if "injected-parameters" in _tags(c)), None)
+    changed = False
+    if params is not None:
+        kept = [t for t in _tags(params) if t != "remove-cell"]   # what earlier copies were given
+        changed = kept != _tags(params)
+        params.metadata["tags"] = kept
+    if params is None or injected is None:
+        return changed
+    values = _assignments(nb.cells[injected].source)
+    body = fold_values(params.source, values)
+    import textwrap
+
+    note = textwrap.wrap(", ".join(values), 88, initial_indent="# set for this copy: ", subsequent_indent="#   ")
+    params.source = "".join(f"{line}\n" for line in note) + body
+    del nb.cells[injected]
+    return True
+
+
+# earlier name, kept for aafcore.reproduce's re-export
+tag_parameter_cells = fold_parameter_cells
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def drop_widgets(nb) -> bool:
+    """Remove widget state and widget views (a progress bar) from ``nb``: the book would load a
+    widget manager from a CDN to draw them.  An output that is only a widget (its text form is the
+    widget's first state, "0%| | 0/8") goes; other data of an output stays.  Idempotent; returns
+    whether ``nb`` changed."""
+    changed = nb.metadata.pop("widgets", None) is not None
     for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        for trigger, tag in (("parameters", "remove-cell"), ("injected-parameters", "hide-input")):
-            if trigger in tags and tag not in tags:
-                tags.append(tag)
+        outputs = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if _WIDGET_VIEW in data:
+                changed = True
+                data.pop(_WIDGET_VIEW)
+                if not any(k != "text/plain" for k in data):
+                    continue   # only "HBox(children=...)": nothing to show
+            outputs.append(out)
+        if cell.cell_type == "code":
+            cell.outputs = outputs
+    return changed
+
+
+def _relative(path, root: Path) -> str | None:
+    p = Path(path)
+    return str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else None
+
+
+def relative_paths(nb, output: Path) -> bool:
+    """papermill's record of where it ran (``input_path``, ``output_path``, ``cwd``) as paths
+    relative to the project: the template (from ``metadata.aafcore.template``), the copy
+    (``output``) and ``.``; absolute paths of the machine that ran it go.  Idempotent; returns
+    whether ``nb`` changed."""
+    pm = nb.metadata.get("papermill")
+    if not isinstance(pm, dict):
+        return False
+    before = dict(pm)
+    template = nb.metadata.get("aafcore", {}).get("template")
+    if pm.get("input_path"):
+        pm["input_path"] = template or _relative(pm["input_path"], ROOT) or Path(pm["input_path"]).name
+    if pm.get("output_path"):
+        pm["output_path"] = _shown(Path(output).resolve())
+    if pm.get("cwd"):
+        pm["cwd"] = _relative(pm["cwd"], ROOT) or "."
+    return pm != before
+
+
+def clean_executed_copy(nb, output: Path) -> bool:
+    """What an executed copy ``output`` of the book needs (applied by :func:`execute`; for copies
+    made before, :func:`clean_copies`): :func:`fold_parameter_cells`, :func:`drop_widgets` and
+    :func:`relative_paths`.  Idempotent; returns whether ``nb`` changed."""
+    changed = fold_parameter_cells(nb)
+    changed = drop_widgets(nb) or changed
+    return relative_paths(nb, output) or changed
+
+
+def clean_copies(paths) -> list[Path]:
+    """:func:`clean_executed_copy` on each notebook of ``paths`` that :func:`execute` made (it has
+    ``metadata.aafcore``; templates are left alone), rewritten in place when it changed (cell ids
+    and everything else kept).  Returns the rewritten ones."""
+    import nbformat
+
+    done = []
+    for path in map(Path, paths):
+        nb = nbformat.read(path, as_version=4)
+        if "aafcore" in nb.metadata and clean_executed_copy(nb, path):
+            nbformat.write(nb, path)
+            done.append(path)
+    return done
 
 
 def execute(job: Job) -> None:
     """Run ``job`` with papermill into a temporary copy, then move it into place (a failed run's
-    copy goes to ``<copy>.failed.ipynb``)."""
+    copy goes to ``<copy>.failed.ipynb``).  The copy is cleaned for the book
+    (:func:`clean_executed_copy`: parameters folded, no widgets, relative paths)."""
     import nbformat
     import papermill
 
@@ -120,7 +266,7 @@ def execute(job: Job) -> None:
     nb = nbformat.read(tmp, as_version=4)
     nb.metadata["aafcore"] = {"template": _shown(job.template), "template_sha256": _sha(job.template),
                               "parameters": {k: v for k, v in job.parameters.items() if k != "force"}}
-    tag_parameter_cells(nb)
+    clean_executed_copy(nb, job.output)
     nbformat.write(nb, tmp)
     os.replace(tmp, job.output)
     job.output.with_name(job.output.stem + ".failed.ipynb").unlink(missing_ok=True)
@@ -264,7 +410,11 @@ def run_stage(jobs: list[Job], launcher: Launcher, report) -> list[str | None]:
     return failures
 
 
-if __name__ == "__main__":   # one job in a subprocess: its failure line is the last line of stdout
+if __name__ == "__main__" and sys.argv[1:2] == ["--clean"]:
+    # python -m aafcore.launch --clean NOTEBOOK...: clean executed copies made before (idempotent)
+    for path in clean_copies(sys.argv[2:]):
+        print(f"cleaned {_shown(path.resolve())}")
+elif __name__ == "__main__":   # one job in a subprocess: its failure line is the last line of stdout
     failure = execute_or_describe(sys.argv[1])
     if failure is not None:
         print(failure)

@@ -12,7 +12,8 @@ Everything a training run or an evaluation writes goes through here, so each rul
   (``weights_only=True``: a pickled object that would run code is refused);
 * :func:`jsonable`: NaN and inf become ``null`` (strict JSON has no NaN);
 * :func:`digest`, :func:`file_sha256`: hashes of JSON payloads (config and evaluation hashes) and files;
-* :func:`finished_result`, :func:`same_training`: the skip rules;
+* :func:`finished_result`, :func:`same_training`: the skip rules; :func:`skip_message` says so
+  (with the command-line advice only outside a notebook);
 * :func:`provenance` (with :func:`environment`, :func:`git_commit`, :func:`device_name`,
   :func:`cpu_name`): where, with what and with which code a result was made;
 * :func:`resolve_device`: ``"auto"``/``"cpu"``/``"cuda"`` to a ``torch.device``.
@@ -32,6 +33,7 @@ import os
 import pickle
 import platform
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -287,6 +289,30 @@ def finished_result(path: str | os.PathLike, key: str, expected: str) -> dict | 
         return None
     previous = read_json(path)
     return previous if isinstance(previous, dict) and previous.get(key) == expected else None
+
+
+def in_notebook() -> bool:
+    """Whether this code runs in a Jupyter kernel (a notebook, papermill) rather than a terminal."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def skip_message(path: str | os.PathLike, result: dict, what: str = "run") -> str:
+    """The line printed when a finished ``what`` ("run" or "evaluation") at ``path`` is not redone.
+
+    In a terminal it says how to redo it (``--force``); in a notebook, whose reader has no command
+    line, it says that what follows are the stored results and when they were made (``result``:
+    the ``metrics.json`` content; its ``provenance.started``), in two short lines."""
+    if not in_notebook():
+        return (f"{path}: finished run with the same config, skipped (use --force to retrain)" if what == "run"
+                else f"{path}: finished evaluation with the same settings, skipped (use --force)")
+    prov = result.get("provenance") or {}
+    when = f" on {str(prov['started'])[:10]}" if prov.get("started") else ""
+    where = f" ({prov['device']})" if prov.get("device") else ""
+    made = "trained" if what == "run" else "run"
+    folder = Path(path).parent.name if Path(path).name == "metrics.json" else Path(path).name
+    return f"This {what} ({folder}) was {made}{when}{where} with these settings;\nthe results below are its stored ones."
 
 
 # --------------------------------------------------------------------------- provenance

@@ -56,7 +56,8 @@ from aafcore.models import build_model
 from aafcore.objectives import build_objective
 from aafcore.metrics import group_means
 from aafcore.runs import (atomic_save, atomic_write_text, check_writable_dir, device_name, file_sha256, git_commit,
-                          jsonable, load_checkpoint, locked, read_json, resolve_device, truncate_log, write_json)
+                          jsonable, load_checkpoint, locked, read_json, resolve_device, skip_message, truncate_log,
+                          write_json)
 from aafcore.runs import provenance as run_provenance
 from aafcore.safety import (ReproducibilityWarning, DeferredInterrupt, all_finite, check_numerics, claim_folder,
                             divergence_error)
@@ -514,7 +515,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike | None = None, data_root=
                 previous = read_json(out / "metrics.json")
         if previous is not None:
             if rank == 0 and progress:
-                print(f"{out}: finished run with the same config, skipped (use --force to retrain)")
+                print(skip_message(out, previous, "run"))
             return previous
         return _train_and_evaluate(cfg, data, out, dev, resume, progress, stop_after)
 

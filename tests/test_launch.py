@@ -59,8 +59,12 @@ def _check(failures: list, jobs: list[Job], failing: int | None) -> None:
             assert not job.output.exists() and job.output.with_name("job.failed.ipynb").exists()
         else:
             assert failure is None and job.output.exists()
-            meta = json.loads(job.output.read_text())["metadata"]["aafcore"]
-            assert meta["parameters"] == job.parameters
+            nb = json.loads(job.output.read_text())
+            assert nb["metadata"]["aafcore"]["parameters"] == job.parameters
+            # the book's treatment: the parameters cell shows the values, papermill's cell is gone
+            params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+            assert len(params) == 1 and f"x = {i}" in "".join(params[0]["source"]).split("\n")
+            assert not any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
 
 
 @pytest.mark.slow
@@ -101,3 +105,95 @@ def test_aaf_reproduce_with_two_jobs(smoke_data, tmp_path, capsys):
     assert (runs / "pspnet-baseline-s0" / "eval" / "val-source-crf" / "metrics.json").is_file()
     assert "results_pixel" not in out and out.count(": done in") == len(list(runs.rglob("*.ipynb")))
     assert main(args) == 0 and "running" not in capsys.readouterr().out   # all finished: skipped
+
+
+# --------------------------------------------------------------------------- executed copies for the book
+
+_PARAMETERS = ('profile = "smoke"          # smoke (seconds), cpu (2 cores, ~2 min) — or gpu\n'
+               'seed = 0\n'
+               'overrides = {"steps": 10,\n'
+               '             "lr": 0.1}    # other fields\n'
+               'data_root = None           # None: generate it')
+_INJECTED = '# Parameters\nprofile = "cpu"\nseed = 3\noverrides = {}\nextra = [1, 2]\n'
+
+
+def _executed_copy(old_tags: bool = False):
+    """A notebook as papermill leaves it: the template's parameters cell, then its injected cell."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A page"),
+                nbformat.v4.new_code_cell(_PARAMETERS, metadata={"tags": ["parameters"] + (["remove-cell"] if old_tags else [])}),
+                nbformat.v4.new_code_cell(_INJECTED, metadata={"tags": ["injected-parameters"] + (["hide-input"] if old_tags else [])}),
+                nbformat.v4.new_code_cell("print(profile, seed)")]
+    nb.metadata["aafcore"] = {"template": "notebooks/page.ipynb", "template_sha256": "0", "parameters": {}}
+    return nb
+
+
+@pytest.mark.parametrize("old_tags", [False, True])
+def test_the_parameters_cell_shows_the_values_the_copy_ran_with(old_tags):
+    from aafcore.launch import clean_executed_copy
+
+    nb = _executed_copy(old_tags)
+    assert clean_executed_copy(nb, Path("page.ipynb"))
+    assert len(nb.cells) == 3 and not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    cell = nb.cells[1]
+    assert cell.metadata["tags"] == ["parameters"]   # shown: no remove-cell / hide-input
+    lines = cell.source.split("\n")
+    assert lines[0] == "# set for this copy: profile, seed, overrides, extra"
+    # values substituted, each comment kept in its column (the one after a multi-line value too)
+    assert lines[1] == 'profile = "cpu"            # smoke (seconds), cpu (2 cores, ~2 min) — or gpu'
+    assert lines[2] == "seed = 3"
+    assert lines[3] == "overrides = {}             # other fields"
+    assert lines[4] == "data_root = None           # None: generate it"
+    assert lines[5] == "extra = [1, 2]"            # injected but not a template parameter: appended
+    namespace: dict = {}
+    exec(cell.source, namespace)
+    assert (namespace["profile"], namespace["seed"], namespace["overrides"], namespace["data_root"],
+            namespace["extra"]) == ("cpu", 3, {}, None, [1, 2])
+    again = nbformat.from_dict(json.loads(json.dumps(nb)))
+    assert not clean_executed_copy(again, Path("page.ipynb")) and again == nb   # idempotent
+
+
+def test_a_copy_run_without_parameters_shows_the_template_defaults():
+    from aafcore.launch import fold_parameter_cells
+
+    nb = _executed_copy(old_tags=True)
+    del nb.cells[2]
+    assert fold_parameter_cells(nb) and nb.cells[1].source == _PARAMETERS
+    assert nb.cells[1].metadata["tags"] == ["parameters"] and not fold_parameter_cells(nb)
+
+
+def test_papermill_paths_become_relative_and_widgets_go():
+    from aafcore.launch import ROOT, clean_copies, clean_executed_copy
+
+    nb = _executed_copy()
+    nb.metadata["papermill"] = {"input_path": "/elsewhere/checkout/notebooks/page.ipynb",
+                                "output_path": str(ROOT / "book" / "page.running.ipynb"), "cwd": str(ROOT),
+                                "parameters": {"profile": "cpu"}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"a": {}}}}
+    widget = "application/vnd.jupyter.widget-view+json"
+    nb.cells[3].outputs = [
+        nbformat.v4.new_output("display_data", {widget: {"model_id": "a"}, "text/plain": "  0%|  | 0/8"}),
+        nbformat.v4.new_output("display_data", {widget: {"model_id": "b"}, "text/html": "<b>kept</b>"}),
+        nbformat.v4.new_output("stream", name="stdout", text="cpu 3\n")]
+    assert clean_executed_copy(nb, ROOT / "book" / "page.ipynb")
+    pm = nb.metadata["papermill"]
+    assert (pm["input_path"], pm["output_path"], pm["cwd"]) == ("notebooks/page.ipynb", "book/page.ipynb", ".")
+    assert pm["parameters"] == {"profile": "cpu"} and "widgets" not in nb.metadata
+    outs = nb.cells[2].outputs   # the injected cell is gone
+    assert [o.output_type for o in outs] == ["display_data", "stream"] and outs[0].data == {"text/html": "<b>kept</b>"}
+    assert "/elsewhere" not in json.dumps(nb) and str(ROOT) not in json.dumps(nb)
+    assert not clean_executed_copy(nb, ROOT / "book" / "page.ipynb")
+
+
+def test_clean_copies_rewrites_executed_copies_and_leaves_templates(tmp_path):
+    from aafcore.launch import clean_copies
+
+    copy, template = tmp_path / "copy.ipynb", tmp_path / "template.ipynb"
+    nbformat.write(_executed_copy(), copy)
+    plain = _executed_copy()
+    del plain.metadata["aafcore"]
+    nbformat.write(plain, template)
+    before = template.read_text()
+    assert clean_copies([copy, template]) == [copy]
+    assert len(nbformat.read(copy, as_version=4).cells) == 3 and template.read_text() == before
+    assert clean_copies([copy]) == []
