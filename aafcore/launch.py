@@ -61,9 +61,11 @@ class Job:
     parameters: dict = field(default_factory=dict)
     result: Path | None = None     # the metrics.json the job produces
     result_hash: tuple[str, str] | None = None   # (key in the result, expected value)
+    inputs: str | None = None      # a digest of the results a report reads (stale when they change)
 
     def finished(self) -> bool:
-        """The executed copy is from the current template and the result matches its settings."""
+        """The executed copy is from the current template, ran with these parameters on these
+        ``inputs``, and the result matches its settings."""
         if not self.output.is_file():
             return False
         try:
@@ -71,6 +73,8 @@ class Job:
         except ValueError:
             return False
         if meta.get("template_sha256") != _sha(self.template) or meta.get("parameters") != self.parameters:
+            return False
+        if self.inputs is not None and meta.get("inputs") != self.inputs:
             return False
         if self.result is None:
             return True
@@ -266,6 +270,8 @@ def execute(job: Job) -> None:
     nb = nbformat.read(tmp, as_version=4)
     nb.metadata["aafcore"] = {"template": _shown(job.template), "template_sha256": _sha(job.template),
                               "parameters": {k: v for k, v in job.parameters.items() if k != "force"}}
+    if job.inputs is not None:
+        nb.metadata["aafcore"]["inputs"] = job.inputs
     clean_executed_copy(nb, job.output)
     nbformat.write(nb, tmp)
     os.replace(tmp, job.output)

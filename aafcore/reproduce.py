@@ -15,7 +15,8 @@
 A job is skipped when its result is finished *and* matches: a run's ``metrics.json`` with the
 config hash of its configuration, an evaluation's with its evaluation hash, and an executed copy
 made from the current notebook (its sha256 is stored in the copy's metadata).  Results notebooks
-re-run when anything before them ran or their copy is missing or stale.  A failing notebook is
+re-run when anything before them ran or their copy is missing or stale; the pages that read the
+study also when a result under ``results/study`` changed (:func:`results_digest`).  A failing notebook is
 reported with its name and cell; its partial copy goes to ``<copy>.failed.ipynb``, the previous
 copy and every other result stay untouched, the other jobs go on, and the command exits 1.
 """
@@ -23,6 +24,7 @@ copy and every other result stay untouched, the other jobs go on, and the comman
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import subprocess
 import sys
 import time
@@ -39,7 +41,7 @@ from aafcore.report.protocol import PROTOCOL_PATH, load_protocol, protocol_dirty
 from aafcore.runs import check_writable_dir, locked
 
 __all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "STUDY_REPORTS", "STUDY_PAGES", "Job", "Launcher", "plan", "reproduce",
-           "book_notebooks", "tag_parameter_cells"]
+           "book_notebooks", "results_digest", "tag_parameter_cells"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -214,6 +216,17 @@ def _study_jobs(results_root: Path, data_root, only: str | None, protocol) -> li
     return jobs + evaluations
 
 
+def results_digest(tree: Path) -> str:
+    """A digest of the finished results under ``tree`` (every ``metrics.json`` and the top-level
+    JSON files, by path and content): the ``inputs`` of the report jobs that read the study, so that
+    a run or evaluation landing there makes their executed copies stale."""
+    digest = hashlib.sha256()
+    files = sorted(tree.glob("*/metrics.json")) + sorted(tree.glob("*/eval/*/metrics.json")) + sorted(tree.glob("*.json"))
+    for path in files:
+        digest.update(str(path.relative_to(tree)).encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
 def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | Path = "results",
          data_root: str | Path | None = None, only: str | None = None) -> list[Job]:
     """Every job of a reproduction, in execution order (``only``: runs whose name contains it).
@@ -225,6 +238,7 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
     jobs, trained = _train_jobs(profile, dataset, results_root, data_root, only)
     jobs += _evaluation_jobs(profile, dataset, results_root, data_root, trained)
     in_book = profile == "cpu" and results_root.resolve() == (ROOT / "results").resolve()
+    study = results_digest(results_root / "study" / "synthetic") if in_book else None
     report_dir = ROOT / "book" if in_book else results_root / profile / dataset / "reports"
     for report in REPORTS:
         if report in STUDY_REPORTS and not in_book:   # the study's pages read results/study: the book's only
@@ -232,11 +246,12 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
         params = {"profile": profile, "dataset": dataset, "results_root": str(results_root)}
         if report in ("tutorial", "performance", *STUDY_REPORTS):   # no run results of the profile
             params = {}
-        jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params))
+        jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params,
+                        inputs=study if report in STUDY_REPORTS else None))
     for page in STUDY_PAGES if in_book else ():
         params = {"profile": "study", "dataset": "synthetic", "results_root": str(results_root)}
         jobs.append(Job("report", f"study/{page}", NOTEBOOKS / f"{page}.ipynb", ROOT / "book" / "study" / f"{page}.ipynb",
-                        params))
+                        params, inputs=study))
     return jobs
 
 
@@ -258,6 +273,7 @@ def book_notebooks() -> list[Path]:
                 walk(value)
 
     walk(toc)
+    files.insert(0, toc["root"])   # the landing page is a notebook too
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
 
 

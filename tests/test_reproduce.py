@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -123,3 +125,40 @@ def test_reproduce_rejects_bad_input_in_one_line(tmp_path):
         assert r.returncode == 2
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("aaf: error:") and needle in lines[0]
+
+
+def test_the_study_pages_go_stale_when_a_study_result_lands(tmp_path):
+    """The pages that read results/study carry a digest of its results: a new or changed metrics.json
+    changes it, and a copy executed on other results is not finished (`make reproduce` re-runs it)."""
+    from aafcore.reproduce import results_digest
+
+    tree = tmp_path / "study" / "synthetic"
+    (tree / "pspnet-baseline-s0").mkdir(parents=True)
+    (tree / "pspnet-baseline-s0" / "metrics.json").write_text('{"miou": 0.4}')
+    before = results_digest(tree)
+    (tree / "pspnet-baseline-s0" / "train_log.jsonl").write_text("{}\n")     # not a result: same digest
+    assert results_digest(tree) == before
+    (tree / "pspnet-aaf-s0" / "eval" / "val-source").mkdir(parents=True)
+    (tree / "pspnet-aaf-s0" / "eval" / "val-source" / "metrics.json").write_text('{"miou": 0.5}')
+    landed = results_digest(tree)
+    (tree / "pspnet-baseline-s0" / "metrics.json").write_text('{"miou": 0.41}')
+    assert len({before, landed, results_digest(tree)}) == 3
+
+    book = {j.name: j for j in plan("cpu") if j.kind == "report"}
+    assert book["study/results_pixel"].inputs == book["intro"].inputs == results_digest(ROOT / "results" / "study" / "synthetic")
+    assert book["results_pixel"].inputs is None                      # the v1 pages read results/cpu
+    job = book["intro"]
+    copy = tmp_path / "intro.ipynb"
+    meta = {"template_sha256": hashlib.sha256(job.template.read_bytes()).hexdigest()[:16],
+            "parameters": job.parameters, "inputs": job.inputs}
+    copy.write_text(json.dumps({"metadata": {"aafcore": meta}, "cells": []}))
+    stale = dataclasses.replace(job, output=copy)
+    assert stale.finished()
+    assert not dataclasses.replace(stale, inputs="0" * 16).finished()
+
+
+def test_every_book_page_is_up_to_date_with_its_template_and_the_committed_results(monkeypatch):
+    """Every executed page of the book comes from its current template, with the planned parameters,
+    and the study's pages from the committed study results: no page shows numbers older than results/."""
+    monkeypatch.chdir(ROOT)
+    assert [j.name for j in plan("cpu") if j.kind == "report" and not j.finished()] == []

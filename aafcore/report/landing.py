@@ -87,7 +87,7 @@ def plot_claim_effects(effects: pd.DataFrame, level: float = 0.95):
     Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 0.42 * len(effects) + 1.4))
+    fig, ax = plt.subplots(figsize=(10, 0.42 * len(effects) + 1.4))
     y = np.arange(len(effects))[::-1]
     shown = np.concatenate([effects["d"].dropna(), effects["paper"].dropna(), [0.0]])
     span = max(float(np.abs(shown).max()) * 1.6, 2.0)
@@ -134,20 +134,23 @@ def verdict_table(effects: pd.DataFrame, level: float = 0.95):
     """:func:`claim_effects` as a compact table for the page (a pandas ``Styler``): the claim, our
     mean difference with its ``level`` interval, the paper's effect, the seeds and the verdict,
     its cell coloured as in the ledger (:data:`~aafcore.report.stats.VERDICT_COLOURS`)."""
+    ours = f"ours, pp [{level:.0%} CI]"
     table = pd.DataFrame({
-        "claim": effects["text"],
-        f"ours, pp [{level:.0%} CI]": effects.apply(_interval, axis=1),
+        "claim": effects.index,
+        "what the paper says": effects["text"],
+        ours: effects.apply(_interval, axis=1),
         "paper, pp": effects["paper"].map(lambda v: f"{v:+.2f}" if np.isfinite(v) else "–"),
         "seeds": effects["n"],
         "verdict": effects["verdict"],
     })
-    table.index.name = "claim id"
 
     def colour(value):
         return f"background-color: {VERDICT_COLOURS[value]}" if value in VERDICT_COLOURS else ""
 
-    return (table.style.map(colour, subset=["verdict"]).set_uuid("landing-verdicts")
-            .set_properties(subset=["claim"], **{"text-align": "left"}))
+    return (table.style.hide(axis="index").map(colour, subset=["verdict"]).set_uuid("landing-verdicts")
+            .set_td_classes(pd.DataFrame({ours: "aaf-nowrap", "claim": "aaf-nowrap", "verdict": "aaf-nowrap"},
+                                         index=table.index, columns=table.columns).fillna(""))
+            .set_properties(subset=["what the paper says"], **{"text-align": "left"}))
 
 
 def answer_sentences(effects: pd.DataFrame, ledger: pd.DataFrame, runs_landed: int, runs_planned: int,
