@@ -76,6 +76,13 @@ def test_geometry_predicts_a_size_from_the_edge_shares_and_fig4_sits_beside_it(t
     assert table.index.tolist() == ["pole", "sky"]                                # thinnest first
     assert table.at["sky", "learned_mean"] == 4.5 and table.at["sky", "n"] == 2
     assert table.at["pole", "group"] == "thin" and table.at["pole", "predicted"] == pytest.approx(predicted["pole"])
+    shown = study.kernel_size_comparison_table(table)                           # as the page shows it
+    assert list(shown.columns) == ["group", "median width (cells)", "edge pairs k=7 / k=3", "predicted size (px)",
+                                   "learned size (px)", "± std", "seeds"]
+    assert shown.at["sky", "learned size (px)"] == "4.50" and shown.at["sky", "± std"] == "0.71"
+    assert shown.at["sky", "seeds"] == 2 and shown.index.tolist() == ["pole", "sky"]
+    one = study.kernel_size_comparison_table(study.kernel_size_comparison(df.iloc[[0]], path, {"large": ["sky"]}))
+    assert one.at["sky", "± std"] == "–"                                         # one seed: no spread, no NaN
 
 
 def test_progress_and_group_means_follow_the_protocols_run_groups():

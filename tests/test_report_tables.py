@@ -302,11 +302,15 @@ def test_benchmark_tables_with_their_provenance(tmp_path):
          "speedup": 40.0, "naive_peak_mib": 600.0, "aafcore_peak_mib": 40.0, "memory_ratio": 15.0,
          "loss_rel_diff": 0.0, "provenance": row_prov}]})
     frame, note = report.loss_benchmark_table(tmp_path, "cpu")
-    assert list(frame.columns) == ["shape", "edge_pair_fraction", "naive_ms", "aafcore_ms", "speedup",
-                                   "naive_peak_mib", "aafcore_peak_mib", "memory_ratio"]
-    assert frame["speedup"].iloc[0] == 40.0
-    assert note == ("Sizes [3, 5, 7], forward + backward, float32, median of 7; "
+    assert list(frame.columns) == ["edge pairs %", "naive ms", "aafcore ms", "speed-up ×", "naive peak MiB",
+                                   "aafcore peak MiB", "memory ×"]
+    assert list(frame.index) == ["8×21×42×42"] and frame.index.name == "N×C×H×W"
+    assert frame.loc["8×21×42×42", "speed-up ×"] == 40.0
+    assert frame.loc["8×21×42×42", "edge pairs %"] == pytest.approx(10.0)      # a fraction, in percent
+    assert note == ("Kernel sizes 3, 5, 7, forward + backward, float32, median of 7; "
                     "*AMD EPYC (2 threads), torch 2.1, commit feedfacefeed, 2026-01-03*")
+    shown = report.table(frame, 1)
+    assert shown.loc["8×21×42×42", "naive ms"] == "400.0" and shown.loc["8×21×42×42", "memory ×"] == "15.0"
 
     _json(bench / "train_step_cpu.json", {"base": "pspnet", "backbone": "narrow", "batch_size": 8, "crop_size": 112,
                                           "reps": 40, "device": "cpu", "provenance": CPU_PROVENANCE, "results": [
@@ -315,8 +319,9 @@ def test_benchmark_tables_with_their_provenance(tmp_path):
         {"method": "aaf", "median_ms": 55.0, "images_per_second": 145.0, "ratio_to_baseline": 1.1,
          "quartiles_ms": [1, 2, 3]}]})
     frame, note = report.step_benchmark_table(tmp_path, "cpu")
-    assert list(frame.index) == ["baseline", "aaf"] and "quartiles_ms" not in frame
-    assert frame.loc["aaf", "ratio_to_baseline"] == 1.1
+    assert list(frame.index) == ["PSPNet", "AAF"]                              # the paper's row labels
+    assert list(frame.columns) == ["median ms", "images / s", "× baseline"]     # no quartiles
+    assert frame.loc["AAF", "× baseline"] == 1.1 and frame.loc["PSPNet", "median ms"] == 50.0
     assert note == ("PSPNet (narrow), batch 8, 112 px crops, median of 40 rounds; "
                     "*AMD EPYC, 2 threads, torch 2.0, commit 0123456789ab+dirty, 2026-01-02*")
 
@@ -326,7 +331,8 @@ def test_benchmark_tables_with_their_provenance(tmp_path):
                                         "full_single_scale_evaluation": {"images": 200, "wall_seconds": 1.31,
                                                                          "metric_seconds": 0.29}})
     frame, note = report.inference_benchmark_table(tmp_path, "cpu")
-    assert frame.loc["crf", "ms / image"] == 48.0 and frame.loc["crf", "ratio to the network"] == 8.0
+    assert list(frame.index) == ["network, single scale", "dense CRF"]
+    assert frame.loc["dense CRF", "ms / image"] == 48.0 and frame.loc["dense CRF", "× network"] == 8.0
     assert note.startswith("A single-scale evaluation of the 200 val images with every metric: 1.3 s (metrics 0.3 s). ")
 
 
@@ -338,19 +344,25 @@ def test_gpu_benchmark_tables_name_the_gpu(tmp_path):
                                        "provenance": gpu_prov, "results": [
             {"method": "baseline", "median_ms": 40.0, "images_per_second": 200.0, "ratio_to_baseline": 1.0}]})
     frame, note = report.gpu_step_table(tmp_path)         # the Cityscapes file is missing: left out
-    assert list(frame.index) == [("gpu profile: resnet50, batch 8, 336 px", "baseline"),
-                                 ("VOC step: resnet101, batch 8, 336 px", "baseline")]
-    assert list(frame.columns) == ["median ms", "images / s", "x baseline"]
+    assert list(frame.index) == [("gpu profile: resnet50, batch 8, 336 px", "PSPNet"),
+                                 ("VOC step: resnet101, batch 8, 336 px", "PSPNet")]
+    assert list(frame.columns) == ["median ms", "images / s", "× baseline"]
     assert note == "*GPU X, torch 2.2, commit 0123456789ab+dirty, 2026-01-02*"     # the GPU, not the Xeon
     _json(bench / "cuda_check.json", {"device": "GPU X", "losses": [
-        {"loss": "aaf", "input_dtype": "float32", "loss_rel_diff": 1e-8, "grad_logits_rel_diff": 1e-7,
-         "grad_weights_rel_diff": 1e-6, "ok": True, "shape": [1]}],
+        {"loss": "affinity", "input_dtype": "float32", "loss_rel_diff": 2.5e-8, "grad_logits_rel_diff": 4.3e-7,
+         "ok": True, "shape": [1]},                                    # no size weights: no third difference
+        {"loss": "aaf", "input_dtype": "bfloat16", "loss_rel_diff": 1e-8, "grad_logits_rel_diff": 1e-7,
+         "grad_weights_rel_diff": 1e-6, "ok": False, "shape": [1]}],
         "trainer_steps": [{"method": "baseline", "ok": True}, {"method": "aaf", "ok": False}], "run": {"ok": True}})
     frame, note = report.cuda_check_table(tmp_path)
-    assert list(frame.columns) == ["loss", "input_dtype", "loss_rel_diff", "grad_logits_rel_diff",
-                                   "grad_weights_rel_diff", "ok"]
-    assert note == ("Trainer steps with autocast + channels_last: baseline ok, aaf FAILED; "
-                    "a smoke run end to end: ok (GPU X).")
+    assert list(frame.columns) == ["loss", "gradient (logits)", "gradient (size weights)", "within tolerance"]
+    assert list(frame.index) == [("Affinity", "float32"), ("AAF", "bfloat16")]
+    assert frame.loc[("Affinity", "float32"), "loss"] == "2.5e-08"
+    assert frame.loc[("Affinity", "float32"), "gradient (size weights)"] == "–"        # does not apply: no NaN
+    assert frame.loc[("AAF", "bfloat16"), "gradient (size weights)"] == "1.0e-06"
+    assert list(frame["within tolerance"]) == ["yes", "no"]
+    assert note == ("Relative differences from float64 on the CPU. Trainer steps with autocast + channels_last: "
+                    "PSPNet ok, AAF FAILED; a smoke run end to end: ok (GPU X).")
 
 
 def test_a_missing_benchmark_file_gives_an_empty_table_and_says_which(tmp_path):
@@ -378,11 +390,11 @@ def test_gpu_runs_table_from_the_runs_under_results_root(tmp_path):
     _gpu_run(tmp_path, "baseline", 0.6, "1111111111111111aaaa+dirty")
     _gpu_run(tmp_path, "aaf", 0.62, "1111111111111111aaaa+dirty")
     frame, note = report.gpu_runs_table(tmp_path, "gpu", "synthetic")
-    assert list(frame.index) == ["aaf", "baseline"]
-    aaf = frame.loc["aaf"]
-    assert aaf["val mIoU %"] == pytest.approx(62.0) and aaf["thin %"] == pytest.approx(42.0)
-    assert aaf["large %"] == pytest.approx(82.0) and aaf["test mIoU % (ms+flip)"] == pytest.approx(72.0)
-    assert aaf["test instance mIoU %"] == pytest.approx(62.0) and aaf["test boundary R"] == pytest.approx(0.4)
+    assert list(frame.index) == ["PSPNet", "AAF"]                # the paper's labels and order
+    aaf = frame.loc["AAF"]
+    assert aaf["val mIoU %"] == pytest.approx(62.0) and aaf["val thin %"] == pytest.approx(42.0)
+    assert aaf["val large %"] == pytest.approx(82.0) and aaf["test mIoU %"] == pytest.approx(72.0)
+    assert aaf["test instance mIoU %"] == pytest.approx(62.0) and aaf["test boundary recall %"] == pytest.approx(40.0)
     assert aaf["shifted test mIoU %"] == pytest.approx(57.0)
     assert aaf["training min"] == pytest.approx(10.0) and aaf["median step ms"] == pytest.approx(40.0)
     assert note == "*GPU X, torch 2.2, commit 111111111111+dirty, 2026-01-05*"    # as recorded, once
@@ -407,18 +419,19 @@ RESULT = {
 
 
 def test_per_class_frame():
+    """The per-class table as the page shows it: percent, two decimals, "–" for a missing value."""
     frame = report.per_class_frame(RESULT)
     assert list(frame.index) == ["sky", "pole"]
-    assert list(frame.columns) == ["IoU %", "instance IoU %", "boundary precision", "boundary recall", "boundary F",
-                                   "effective kernel size"]
-    assert frame.loc["sky", "IoU %"] == pytest.approx(90.0)
-    assert frame.loc["pole", "instance IoU %"] == pytest.approx(15.0)
-    assert math.isnan(frame.loc["sky", "instance IoU %"])          # stuff: no instances
-    assert frame.loc["pole", "boundary recall"] == 0.2 and frame.loc["pole", "effective kernel size"] == 3.2
+    assert list(frame.columns) == ["IoU %", "instance IoU %", "boundary precision %", "boundary recall %",
+                                   "boundary F %", "effective kernel size"]
+    assert frame.loc["sky", "IoU %"] == "90.00" and frame.loc["pole", "instance IoU %"] == "15.00"
+    assert frame.loc["sky", "instance IoU %"] == "–"                  # stuff: no instances, no NaN
+    assert frame.loc["pole", "boundary recall %"] == "20.00" and frame.loc["pole", "effective kernel size"] == "3.20"
+    assert not frame.isin(["nan", "NaN"]).any().any()
     baseline = {k: v for k, v in RESULT.items() if k != "aaf"}
     baseline["metrics"] = {k: v for k, v in RESULT["metrics"].items() if k != "instance_iou"}
-    assert list(report.per_class_frame(baseline).columns) == ["IoU %", "boundary precision", "boundary recall",
-                                                              "boundary F"]
+    assert list(report.per_class_frame(baseline).columns) == ["IoU %", "boundary precision %", "boundary recall %",
+                                                              "boundary F %"]
 
 
 def test_per_class_frame_and_summary_with_the_one_cell_boundary_metrics():
@@ -426,16 +439,19 @@ def test_per_class_frame_and_summary_with_the_one_cell_boundary_metrics():
     the tolerance (a setting in pixels, not a fraction) is in the column names, not the summary."""
     cell = {**RESULT, "metrics": {**RESULT["metrics"], "boundary_precision_cell": [0.7, 0.5],
                                   "boundary_recall_cell": [0.8, None], "boundary_f_cell": [0.75, 0.0],
-                                  "mean_boundary_recall_cell": 0.8, "boundary_tolerance_px": 8.0}}
+                                  "mean_boundary_recall_cell": 0.8, "mean_boundary_recall_cell_large": 0.7,
+                                  "boundary_tolerance_px": 8.0}}
     frame = report.per_class_frame(cell)
-    assert list(frame.columns) == ["IoU %", "instance IoU %", "boundary precision", "boundary recall", "boundary F",
-                                   "boundary precision (8 px)", "boundary recall (8 px)", "boundary F (8 px)",
-                                   "effective kernel size"]
-    assert frame.loc["sky", "boundary recall (8 px)"] == 0.8 and math.isnan(frame.loc["pole", "boundary recall (8 px)"])
-    assert frame.loc["pole", "boundary recall"] == 0.2                  # the paper's tolerance, unchanged
+    assert list(frame.columns) == ["IoU %", "instance IoU %", "boundary precision %", "boundary recall %",
+                                   "boundary F %", "boundary precision % (8 px)", "boundary recall % (8 px)",
+                                   "boundary F % (8 px)", "effective kernel size"]
+    assert frame.loc["sky", "boundary recall % (8 px)"] == "80.00" and frame.loc["pole", "boundary recall % (8 px)"] == "–"
+    assert frame.loc["pole", "boundary recall %"] == "20.00"              # the paper's tolerance, unchanged
     summary = report.metrics_summary(cell)
-    assert list(summary.index) == ["miou", "pixel_accuracy", "instance_miou", "mean_boundary_recall", "miou_large",
-                                   "miou_thin", "mean_boundary_recall_cell"]
+    assert list(summary.index) == ["mIoU", "pixel accuracy", "instance mIoU", "boundary recall",
+                                   "boundary recall (8 px)"]
+    assert summary.loc["boundary recall (8 px)", "all"] == "80.00"
+    assert summary.loc["boundary recall (8 px)", "large"] == "70.00"
     assert report.metrics_sentence(cell) == report.metrics_sentence(RESULT)
 
 
@@ -453,14 +469,18 @@ def test_run_summary():
 
 def test_metrics_sentence_and_summary():
     assert report.metrics_sentence(RESULT) == ("**mIoU 55.00%** (large classes 90.00%), pixel accuracy 81.23%, "
-                                               "instance mIoU 15.00%, boundary recall 0.400.")
+                                               "instance mIoU 15.00%, boundary recall 40.00%.")
     no_groups = {**RESULT, "metrics": {k: v for k, v in RESULT["metrics"].items()
                                        if not k.startswith("miou_") and k != "instance_miou"}}
-    assert report.metrics_sentence(no_groups) == "**mIoU 55.00%**, pixel accuracy 81.23%, boundary recall 0.400."
+    assert report.metrics_sentence(no_groups) == "**mIoU 55.00%**, pixel accuracy 81.23%, boundary recall 40.00%."
+    # one row per metric, a column for all classes and one per group (miou_<group>), in percent
     summary = report.metrics_summary(RESULT)
-    assert list(summary.index) == ["miou", "pixel_accuracy", "instance_miou", "mean_boundary_recall", "miou_large",
-                                   "miou_thin"]
-    assert summary.loc["miou", "value"] == 0.55
+    assert list(summary.index) == ["mIoU", "pixel accuracy", "instance mIoU", "boundary recall"]
+    assert list(summary.columns) == ["all", "large", "thin"]
+    assert summary.loc["mIoU", "all"] == "55.00" and summary.loc["mIoU", "large"] == "90.00"
+    assert summary.loc["mIoU", "thin"] == "–"                            # None in the metrics
+    assert summary.loc["pixel accuracy", "large"] == "–"                 # no group mean of it
+    assert list(report.metrics_summary(no_groups).columns) == ["all"]
 
 
 def test_evaluation_time_sentence():

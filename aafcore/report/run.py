@@ -7,34 +7,52 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from aafcore.report.tables import MISSING, table
+
 __all__ = ["per_class_frame", "run_summary", "metrics_sentence", "metrics_summary", "evaluation_time_sentence"]
 
-# per-class metric -> (column, scale): IoU in %, boundary 0-1, as the paper prints them
-_PER_CLASS = (("iou", "IoU %", 100.0), ("instance_iou", "instance IoU %", 100.0),
-              ("boundary_precision", "boundary precision", 1.0), ("boundary_recall", "boundary recall", 1.0),
-              ("boundary_f", "boundary F", 1.0))
-# the same boundary metrics at one logit cell (metrics.json written before they existed lacks them)
-_PER_CLASS_CELL = (("boundary_precision_cell", "boundary precision"), ("boundary_recall_cell", "boundary recall"),
-                   ("boundary_f_cell", "boundary F"))
+# per-class metric -> column: every one a fraction, shown in percent
+_PER_CLASS = (("iou", "IoU %"), ("instance_iou", "instance IoU %"), ("boundary_precision", "boundary precision %"),
+              ("boundary_recall", "boundary recall %"), ("boundary_f", "boundary F %"))
+# the same boundary metrics at one logit cell (metrics.json written before they existed lack them)
+_PER_CLASS_CELL = (("boundary_precision_cell", "boundary precision %"), ("boundary_recall_cell", "boundary recall %"),
+                   ("boundary_f_cell", "boundary F %"))
+# the scalar metrics' names (a group's mean and the one-cell tolerance are suffixes of these)
+_SCALARS = {"miou": "mIoU", "pixel_accuracy": "pixel accuracy", "instance_miou": "instance mIoU",
+            "mean_boundary_precision": "boundary precision", "mean_boundary_recall": "boundary recall",
+            "mean_boundary_f": "boundary F"}
 # scalar entries of the metrics that are settings, not fractions
 _SETTINGS = ("boundary_tolerance_px",)
+DIGITS = 2     # decimals of a percentage on a run's page
+
+
+def _cell_label(metrics: dict) -> str:
+    """How the one-cell boundary tolerance is named: ``8 px`` (``cell`` when not recorded)."""
+    tolerance = metrics.get("boundary_tolerance_px")
+    return "cell" if tolerance is None else f"{tolerance:g} px"
+
+
+def _percent(values) -> list[float]:
+    return [np.nan if v is None else 100.0 * v for v in values]
 
 
 def per_class_frame(result: dict) -> pd.DataFrame:
-    """One row per class: IoU %, instance IoU %, boundary precision, recall and F (0-1), the same
-    boundary metrics at one logit cell (columns ``boundary recall (8 px)``, ...) when the result
-    has them, and for an AAF run the effective kernel size of the edge term.  Missing values (a
-    stuff class has no instances) are NaN; metrics the result does not have are left out."""
+    """The per-class table of a run's page, as the book shows it: one row per class, IoU %, instance
+    IoU %, boundary precision, recall and F (%), the same boundary metrics at one logit cell
+    (columns ``boundary recall % (8 px)``, ...) when the result has them, and for an AAF run the
+    effective kernel size of the edge term (px).  Values are text with :data:`DIGITS` decimals
+    (:func:`~aafcore.report.tables.table`); a missing value (a stuff class has no instances, a
+    class never predicted has no boundary precision) is "–"; metrics the result does not have are
+    left out."""
     m = result["metrics"]
     frame = pd.DataFrame(index=result["class_names"])
-    tolerance = m.get("boundary_tolerance_px")
-    cell = "cell" if tolerance is None else f"{tolerance:g} px"
-    for key, column, scale in _PER_CLASS + tuple((k, f"{c} ({cell})", 1.0) for k, c in _PER_CLASS_CELL):
+    cell = _cell_label(m)
+    for key, column in _PER_CLASS + tuple((k, f"{c} ({cell})") for k, c in _PER_CLASS_CELL):
         if key in m:
-            frame[column] = [np.nan if v is None else scale * v for v in m[key]]
+            frame[column] = _percent(m[key])
     if result.get("aaf"):
         frame["effective kernel size"] = result["aaf"]["effective_kernel_size"]
-    return frame
+    return table(frame, DIGITS)
 
 
 def run_summary(result: dict) -> pd.DataFrame:
@@ -57,21 +75,44 @@ def run_summary(result: dict) -> pd.DataFrame:
 
 def metrics_sentence(result: dict) -> str:
     """``**mIoU 40.61%** (large classes 65.43%, thin classes 15.80%), pixel accuracy 80.49%,
-    instance mIoU 25.14%, boundary recall 0.140.`` (markdown)."""
+    instance mIoU 25.14%, boundary recall 14.02%.`` (markdown)."""
     m = result["metrics"]
-    groups = ", ".join(f"{k[5:]} classes {100 * v:.2f}%" for k, v in m.items()
+    groups = ", ".join(f"{k[5:]} classes {100 * v:.{DIGITS}f}%" for k, v in m.items()
                        if k.startswith("miou_") and v is not None)
-    instance = f", instance mIoU {100 * m['instance_miou']:.2f}%" if m.get("instance_miou") is not None else ""
-    return (f"**mIoU {100 * m['miou']:.2f}%**" + (f" ({groups})" if groups else "")
-            + f", pixel accuracy {100 * m['pixel_accuracy']:.2f}%{instance}, "
-            f"boundary recall {m['mean_boundary_recall']:.3f}.")
+    instance = f", instance mIoU {100 * m['instance_miou']:.{DIGITS}f}%" if m.get("instance_miou") is not None else ""
+    return (f"**mIoU {100 * m['miou']:.{DIGITS}f}%**" + (f" ({groups})" if groups else "")
+            + f", pixel accuracy {100 * m['pixel_accuracy']:.{DIGITS}f}%{instance}, "
+            f"boundary recall {100 * m['mean_boundary_recall']:.{DIGITS}f}%.")
+
+
+def _split_key(key: str, groups: list[str], cell: str) -> tuple[str, str]:
+    """``mean_boundary_recall_cell_thin`` -> (``boundary recall (8 px)``, ``thin``); ``miou`` -> (``mIoU``, ``all``)."""
+    group = next((g for g in groups if key.endswith(f"_{g}")), None)
+    if group is not None:
+        key = key[: -len(group) - 1]
+    one_cell = key.endswith("_cell")
+    name = _SCALARS.get(key[: -len("_cell")] if one_cell else key, key)
+    return (f"{name} ({cell})" if one_cell else name), (group or "all")
 
 
 def metrics_summary(result: dict) -> pd.DataFrame:
-    """Every scalar metric of the result (means, group means, pixel accuracy) as fractions, one
-    ``value`` per row, in the result's order (settings such as ``boundary_tolerance_px`` left out)."""
-    return pd.Series({k: v for k, v in result["metrics"].items() if not isinstance(v, list) and k not in _SETTINGS},
-                     name="value").to_frame()
+    """Every scalar metric of the result in percent, as the book shows it: one row per metric (mIoU,
+    pixel accuracy, instance mIoU, boundary precision, recall and F, and at one logit cell
+    ``boundary recall (8 px)``, ...; the result's order), one column for all classes (``all``) and
+    one per class group of the result (``large``, ``thin``: its ``miou_<group>`` entries), text
+    with :data:`DIGITS` decimals and "–" where a value is missing or a metric has no group mean
+    (settings such as ``boundary_tolerance_px`` left out)."""
+    m = result["metrics"]
+    groups = [k[len("miou_"):] for k in m if k.startswith("miou_")]
+    cell = _cell_label(m)
+    rows: dict[str, dict[str, float]] = {}
+    for key, value in m.items():
+        if isinstance(value, list) or key in _SETTINGS:
+            continue
+        name, group = _split_key(key, groups, cell)
+        rows.setdefault(name, {})[group] = np.nan if value is None else 100.0 * value
+    frame = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=["all", *groups])
+    return table(frame, DIGITS)
 
 
 def evaluation_time_sentence(result: dict) -> str:

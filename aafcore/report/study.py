@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from aafcore.report.protocol import Protocol, protocol_commit, protocol_dirty
-from aafcore.report.tables import method_table
+from aafcore.report.tables import method_table, table
 from aafcore.runs import read_json
 
 __all__ = ["STUDY_ROOT", "benchmark_statistics_path", "width_table", "edge_share_table", "tuning_curves",
@@ -204,6 +204,19 @@ def kernel_size_comparison(df: pd.DataFrame, path: str | Path, groups: dict[str,
                      "learned_mean": learned.mean(), "learned_std": learned.std(), "n": int(learned.notna().sum())})
     return pd.DataFrame(rows).set_index("class")
 
+
+# kernel_size_comparison's columns -> the book's headers
+_COMPARISON_HEADERS = {"median_width_cells": "median width (cells)", "k7_over_k3": "edge pairs k=7 / k=3",
+                       "predicted": "predicted size (px)", "learned_mean": "learned size (px)",
+                       "learned_std": "± std", "n": "seeds"}
+
+
+def kernel_size_comparison_table(comparison: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
+    """:func:`kernel_size_comparison` as the book shows it: the same rows and values, headers in
+    words (``median width (cells)``, ``edge pairs k=7 / k=3``, ``predicted size (px)``, ``learned
+    size (px)``, ``± std``, ``seeds``), ``digits`` decimals and "–" where no AAF run has the class
+    (:func:`~aafcore.report.tables.table`)."""
+    return table(comparison.rename(columns=_COMPARISON_HEADERS), digits)
 
 # --------------------------------------------------------------------------- the README's results
 
