@@ -161,3 +161,32 @@ def test_the_readme_block_of_an_empty_study_and_its_markers(tmp_path):
     assert "(0 of its 80 trainings landed" in text and "| AAF | – | – |" in text and "Verdicts" not in text
     with pytest.raises(ValueError, match="no results block"):
         study.readme_block("# a README without the markers\n")
+
+
+def test_the_compute_budget_projects_the_landed_runs_to_the_whole_protocol(tmp_path):
+    from aafcore.report import load_protocol
+
+    protocol = load_protocol()
+    root = tmp_path / "study" / "synthetic"
+    for name, step, tags in (("pspnet-baseline-s0", 0.8, {"val-source": 30.0, "test-source-ms": 300.0}),
+                             ("pspnet-aaf-s0", 1.0, {"val-source": 40.0}), ("pspnet-aaf-s1", None, {})):
+        (root / name).mkdir(parents=True)
+        (root / name / "metrics.json").write_text(json.dumps({"provenance": {"median_step_seconds": step}}))
+        for tag, seconds in tags.items():
+            (root / name / "eval" / tag).mkdir(parents=True)
+            (root / name / "eval" / tag / "metrics.json").write_text(json.dumps({"provenance": {"evaluation_seconds": seconds}}))
+    (root / "pspnet-baseline-s100-cx").mkdir()   # a tuning run is not a study run
+    (root / "pspnet-baseline-s100-cx" / "metrics.json").write_text(json.dumps({"provenance": {"median_step_seconds": 9.0}}))
+    gpu = {"device": "GPU X", "backbone": "resnet50", "batch_size": 16, "crop_size": 224,
+           "results": [{"method": "baseline", "median_ms": 40.0}, {"method": "aaf", "median_ms": 48.0}]}
+    b = study.compute_budget(protocol, tmp_path, gpu)
+    steps = protocol.training["length_rule"]["chosen_steps"]
+    assert (b["planned"], b["landed"], b["timed"]) == (80, 3, 2) and b["step_s"] == pytest.approx(0.9)
+    assert b["run_min"] == pytest.approx(steps * 0.9 / 60) and b["train_machine_h"] == pytest.approx(80 * steps * 0.9 / 60 / 2 / 60)
+    assert b["eval_s"] == {"val-source": pytest.approx(35.0), "test-source-ms": pytest.approx(300.0)}
+    n = b["planned_evals"]
+    assert n["val-source"] == 80 and b["eval_machine_h"] == pytest.approx((35 * n["val-source"] + 300 * n["test-source-ms"]) / 3600)
+    assert "val-shifted" in b["untimed"] and b["gpu_run_min"] == pytest.approx(steps * 0.048 / 60)
+    text = study.budget_text(b)
+    assert f"{b['run_min']:.0f} minutes a run" in text and "GPU X" in text and "val-shifted" in text
+    assert study.budget_text(study.compute_budget(protocol, tmp_path / "none")).startswith("No study training")

@@ -8,7 +8,8 @@ and the tuning (learning rate, length, CRF), all read from committed files under
 * :func:`tuning_curves` / :func:`plot_tuning_curves` -- the tuning runs' learning curves on the
   tuning split (``monitor_log.jsonl``);
 * :func:`crf_grid_table` -- ``crf-grid.json`` of the tuning baseline (``protocol/run_crf_grid.py``);
-* :func:`protocol_summary` -- the protocol's version, status, commit and amendments.
+* :func:`protocol_summary` -- the protocol's version, status, commit and amendments;
+* :func:`compute_budget` / :func:`budget_text` -- how long the study takes, from its landed runs.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from aafcore.runs import read_json
 
 __all__ = ["STUDY_ROOT", "benchmark_statistics_path", "width_table", "edge_share_table", "tuning_curves",
            "plot_tuning_curves", "crf_grid_table", "protocol_summary", "README_START", "README_END",
-           "readme_summary", "readme_block"]
+           "readme_summary", "readme_block", "compute_budget", "budget_text"]
 
 STUDY_ROOT = Path("results") / "study" / "synthetic"
 
@@ -287,3 +288,86 @@ def readme_block(text: str) -> str:
     if start < 0 or end < start:
         raise ValueError(f"the README has no results block ({README_START} ... {README_END})")
     return text[start:end + len(README_END)]
+
+
+def compute_budget(protocol: Protocol, results_root: str | Path = "results", gpu_step: dict | None = None) -> dict:
+    """How long the study takes, from what its landed runs recorded (``provenance`` of each
+    ``metrics.json``), projected to every training and evaluation the protocol lists.
+
+    * ``step_s``: mean median step time (s) of the landed study trainings that timed their steps
+      (two side by side on one thread each, as ``protocol/run_study.sh`` runs them), ``timed`` how
+      many; ``run_min`` = steps x step_s / 60, one run's training wall time;
+    * ``train_machine_h``: every training of the protocol at ``run_min``, two at a time;
+    * ``eval_s``: mean ``evaluation_seconds`` per evaluation tag (landed evaluations), ``eval_machine_h``
+      every evaluation of the protocol at those means (tags never timed are left out, listed in
+      ``untimed``), one at a time;
+    * ``landed`` / ``planned``: trainings; ``slowest_eval_s``: the slowest tag's mean;
+    * with ``gpu_step`` (a ``results/benchmarks/train_step_cuda.json`` dict), ``gpu_run_min``: one
+      run's training at that file's AAF step time (a larger network than the study's: an upper
+      bound) and ``gpu_train_h`` every training one after the other.
+
+    Numbers are None where nothing has been measured."""
+    root = Path(results_root) / "study" / "synthetic"
+    names = {f"{g.base}-{g.method}{_suffix(g)}-s{s}": g for g in protocol.runs for s in g.seeds}
+    steps = int(protocol.training["length_rule"]["chosen_steps"])
+    step_times, eval_times, landed = [], {}, 0
+    for name in names:
+        result = read_json(root / name / "metrics.json") if (root / name / "metrics.json").is_file() else None
+        if not isinstance(result, dict):
+            continue
+        landed += 1
+        step = (result.get("provenance") or {}).get("median_step_seconds")
+        if step is not None:
+            step_times.append(float(step))
+        for path in sorted((root / name / "eval").glob("*/metrics.json")):
+            seconds = ((read_json(path) or {}).get("provenance") or {}).get("evaluation_seconds")
+            if seconds is not None:
+                eval_times.setdefault(path.parent.name, []).append(float(seconds))
+    planned_evals = {}
+    for g in protocol.runs:
+        for tag in g.evaluations:
+            planned_evals[tag] = planned_evals.get(tag, 0) + len(g.seeds)
+    eval_s = {tag: sum(v) / len(v) for tag, v in eval_times.items()}
+    step_s = sum(step_times) / len(step_times) if step_times else None
+    run_min = steps * step_s / 60 if step_s else None
+    out = {"steps": steps, "planned": len(names), "landed": landed, "timed": len(step_times), "step_s": step_s,
+           "run_min": run_min, "train_machine_h": run_min * len(names) / 2 / 60 if run_min else None,
+           "eval_s": eval_s, "planned_evals": planned_evals,
+           "eval_machine_h": sum(eval_s[t] * n for t, n in planned_evals.items() if t in eval_s) / 3600 if eval_s else None,
+           "untimed": sorted(t for t in planned_evals if t not in eval_s),
+           "slowest_eval_s": max(eval_s.values()) if eval_s else None, "gpu_run_min": None, "gpu_train_h": None}
+    if gpu_step:
+        aaf = next((r for r in gpu_step["results"] if r["method"] == "aaf"), None)
+        if aaf:
+            out["gpu_run_min"] = steps * aaf["median_ms"] / 1000 / 60
+            out["gpu_train_h"] = out["gpu_run_min"] * len(names) / 60
+            out["gpu_device"] = gpu_step.get("device")
+            out["gpu_setting"] = f"{gpu_step['backbone']}, batch {gpu_step['batch_size']}, {gpu_step['crop_size']} px"
+    return out
+
+
+def budget_text(budget: dict) -> str:
+    """:func:`compute_budget` as the setup page's markdown: measured on 2 cores, then the estimates
+    for one GPU and for a Slurm cluster."""
+    if not budget["step_s"]:
+        return "No study training has recorded its step time yet: nothing to estimate from."
+    lines = [f"* **2 cores (measured)**: {budget['timed']} of the {budget['landed']} landed trainings timed their "
+             f"steps: {budget['step_s']:.2f} s a step on average (two runs side by side on one thread each), so "
+             f"{budget['run_min']:.0f} minutes a run of {budget['steps']} steps and about "
+             f"{budget['train_machine_h']:.1f} hours of the machine for all {budget['planned']} trainings, two at a time."]
+    if budget["eval_s"]:
+        per = ", ".join(f"{tag} {s:.0f} s" for tag, s in sorted(budget["eval_s"].items(), key=lambda kv: kv[1]))
+        missing = f" ({', '.join(budget['untimed'])} not timed yet, left out)" if budget["untimed"] else ""
+        lines.append(f"  Evaluations, mean per run: {per}; the protocol's {sum(budget['planned_evals'].values())} "
+                     f"evaluations add about {budget['eval_machine_h']:.1f} hours on one thread, one at a time (half that "
+                     f"two side by side){missing}.")
+    if budget["gpu_run_min"]:
+        lines.append(f"* **One GPU (estimated)**: the training step measured on an {budget['gpu_device']} for the gpu "
+                     f"profile's larger network ({budget['gpu_setting']}, AAF) bounds the study's: at most "
+                     f"{budget['gpu_run_min']:.1f} minutes a run, {budget['gpu_train_h']:.1f} hours for every training "
+                     f"one after the other (evaluations not estimated: they were not timed on a GPU).")
+    slowest = f" plus its slowest evaluation ({budget['slowest_eval_s'] / 60:.0f} minutes)" if budget["eval_s"] else ""
+    lines.append(f"* **A Slurm cluster (estimated)**: `aaf reproduce --profile study --executor slurm --jobs "
+                 f"{budget['planned']} --cpus-per-job 2` submits every training at once; with a node per run the "
+                 f"wall time is one run's, at most the {budget['run_min']:.0f} minutes measured above{slowest}.")
+    return "\n".join(lines)
