@@ -5,7 +5,8 @@ notebooks), then every page of ``_build/html`` is opened at 1400 px in headless 
 ``chromium`` package), driven through the Chrome DevTools Protocol with ``websocket-client``, and
 checked for what a reader would see as a defect:
 
-* raw LaTeX: ``$$``, ``\\begin{``, ``\\(``, ``\\[`` left in the visible text (code excluded);
+* raw LaTeX: ``$$``, ``\\begin{``, ``\\(``, ``\\[`` or inline ``$...$`` math left in the visible text
+  (code excluded);
 * horizontal overflow at 1400 px: an element of the main article column that sticks out of it, or
   a box in it whose content is wider than the box (it scrolls sideways); each one is named;
 * console errors: uncaught exceptions, ``console.error`` and failed loads (a CDN the offline book
@@ -42,6 +43,8 @@ SHOTS = ("book/intro", "book/method", "book/tutorial", "book/study/results_pixel
 WIDE, NARROW = 1400, 390
 ABSOLUTE = re.compile(r"(?<![\w.:/-])/(?:work|home|tmp)/[^\s\"'<>]*")
 RAW_LATEX = re.compile(r"\$\$|\\begin\{|\\\(|\\\[")
+# inline math left as text: "$k \in \{3, 5, 7\}$", "$k = 3$" (a TeX command, sub/superscript or = inside $...$)
+RAW_INLINE = re.compile(r"\$(?=\S)[^$\n]{0,80}?[\\_^={][^$\n]{0,80}?(?<=\S)\$")
 
 # What the page shows, measured in the page: its visible text (code inputs apart), raw-LaTeX
 # candidates, NaN, the article column and what overflows it.
@@ -240,7 +243,7 @@ def pages(html: Path) -> list[str]:
 def text_problems(info: dict) -> list[str]:
     """The problems found in what :data:`_PAGE_JS` measured (a page's visible text and layout)."""
     problems = []
-    for m in sorted(set(RAW_LATEX.findall(info["prose"]))):
+    for m in sorted(set(RAW_LATEX.findall(info["prose"])) | set(RAW_INLINE.findall(info["prose"]))):
         i = info["prose"].find(m)
         problems.append(f"raw LaTeX {m!r} in the text: ...{_around(info['prose'], i)}...")
     nan = re.search(r"\bNaN\b", info["outputs"])

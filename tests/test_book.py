@@ -163,3 +163,20 @@ def test_a_finished_run_says_so_without_command_line_advice_in_a_notebook(monkey
     for what in ("run", "evaluation"):
         line = runs.skip_message("results/x", result, what)
         assert "--force" not in line and "skipped" not in line and "2026-11-25" in line and "stored" in line
+
+
+def test_the_browser_check_flags_raw_math_nan_and_machine_paths_in_what_a_page_shows():
+    """scripts/book_check.py's text rules, on text as the browser measured it: unrendered display or
+    inline math, NaN in an output and an absolute path are problems; prices and rendered math are not."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("book_check", ROOT / "scripts" / "book_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    page = {"prose": "the largest weight is at $k = 3$ and $$x$$; it costs $5 and $6", "outputs": "0.1 NaN 0.2",
+            "text": "see /work/main/results", "hrefs": [], "overflow": [], "pageWide": False}
+    found = " | ".join(check.text_problems(page))
+    assert "'$k = 3$'" in found and "'$$'" in found and "NaN" in found and "/work/main/results" in found
+    assert "'$5" not in found and "'$6" not in found      # a price is not math
+    clean = {**page, "prose": "the largest weight is at k = 3", "outputs": "0.1 – 0.2", "text": "see results/"}
+    assert check.text_problems(clean) == []
