@@ -233,12 +233,13 @@ _KEY_CLAIMS = (("C2", "AAF − baseline"), ("C1", "Affinity − baseline"), ("C3
                ("K1", "AAF − AAF with frozen size weights (control a)"))
 
 
-def readme_summary(df: pd.DataFrame, protocol: Protocol, ledger: pd.DataFrame | None) -> str:
+def readme_summary(df: pd.DataFrame, protocol: Protocol, ledger: pd.DataFrame | None, budget: dict | None = None) -> str:
     """The README's results block (markdown, between :data:`README_START` and :data:`README_END`):
     how much of the study has landed, the PSPNet baseline, Affinity and AAF on the summary columns
     (mean ± standard deviation over the seeds found, ``n`` their count; each column from the
     evaluation it names), and the four key paired differences of ``ledger`` (the study's
-    :func:`~aafcore.report.ledger.study_ledger`) with their corrected intervals and verdicts."""
+    :func:`~aafcore.report.ledger.study_ledger`) with their corrected intervals and verdicts; with
+    ``budget`` (:func:`compute_budget`), how long the whole study takes (:func:`budget_text`)."""
     progress = study_progress(df, protocol)
     done, total = int(progress.trained.sum()), int(progress.seeds.sum())
     lines = [README_START, "",
@@ -278,6 +279,8 @@ def readme_summary(df: pd.DataFrame, protocol: Protocol, ledger: pd.DataFrame | 
         counts = rows["verdict"].value_counts()
         lines += ["", "Verdicts of the study's ledger so far: "
                   + ", ".join(f"{n} {v}" for v, n in counts.items()) + f" (of {len(rows)} claims)."]
+    if budget is not None:
+        lines += ["", "How long the whole study takes, from the landed runs' recorded times:", "", budget_text(budget)]
     lines += ["", README_END]
     return "\n".join(lines)
 
