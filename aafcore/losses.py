@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aafcore.pairs import check_inputs, corner_offsets, downsample_labels, pair_kl_sums, pair_tables, safe_mean
+from aafcore.pairs import (VALIDATE_MODES, check_inputs, corner_offsets, downsample_labels, pair_kl_sums, pair_tables,
+                            safe_mean)
 
 __all__ = [
     "AffinityFieldLoss",
@@ -105,11 +106,12 @@ def _empty_batch(logits: Tensor, *weights: Tensor) -> Tensor | None:
 
 
 def affinity_field_loss(logits: Tensor, labels: Tensor, margin: float = 3.0, lambda_edge: float = 1.0,
-                        lambda_not_edge: float = 1.0, ignore_index: int = 255) -> Tensor:
+                        lambda_not_edge: float = 1.0, ignore_index: int = 255, validate: str = "auto") -> Tensor:
     r"""The affinity field loss (Eq. 3) as a function; see :class:`AffinityFieldLoss` for the equation.
 
     ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]`` (values in ``[0, C)`` or
-    ``ignore_index``) at the logits' resolution.  Returns a scalar.
+    ``ignore_index``) at the logits' resolution.  Returns a scalar.  ``validate``: how the input
+    values are checked (:func:`aafcore.pairs.check_inputs`).
 
     Example:
         >>> import torch
@@ -124,7 +126,7 @@ def affinity_field_loss(logits: Tensor, labels: Tensor, margin: float = 3.0, lam
     """
     name = "affinity_field_loss"
     _check_options(name, None, ignore_index, margin=margin, lambda_edge=lambda_edge, lambda_not_edge=lambda_not_edge)
-    labels = check_inputs(name, logits, labels, _channels(logits), ignore_index)
+    labels = check_inputs(name, logits, labels, _channels(logits), ignore_index, validate)
     _check_options(name, logits.shape[1], ignore_index)
     empty = _empty_batch(logits)
     return empty if empty is not None else _affinity(logits, labels, margin, lambda_edge, lambda_not_edge,
@@ -134,12 +136,13 @@ def affinity_field_loss(logits: Tensor, labels: Tensor, margin: float = 3.0, lam
 def adaptive_affinity_field_loss(logits: Tensor, labels: Tensor, edge_logits: Tensor, not_edge_logits: Tensor,
                                  kernel_sizes: Sequence[int] = (3, 5, 7), margin: float = 3.0,
                                  lambda_edge: float = 1.0, lambda_not_edge: float = 1.0, ignore_index: int = 255,
-                                 weight_by: str = "label") -> Tensor:
+                                 weight_by: str = "label", validate: str = "auto") -> Tensor:
     r"""The AAF loss (Eq. 6-7) as a function; see :class:`AdaptiveAffinityFieldLoss` for the equation.
 
     ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]``; ``edge_logits`` and
     ``not_edge_logits`` ``[C, K]`` with ``K = len(kernel_sizes)`` (the weights are their softmax
     over sizes).  Returns a scalar, differentiable in the logits and in both weight tensors.
+    ``validate``: how the input values are checked (:func:`aafcore.pairs.check_inputs`).
 
     Example:
         >>> import torch
@@ -157,7 +160,7 @@ def adaptive_affinity_field_loss(logits: Tensor, labels: Tensor, edge_logits: Te
     name = "adaptive_affinity_field_loss"
     sizes = _check_sizes(name, kernel_sizes, weight_by)
     _check_options(name, None, ignore_index, margin=margin, lambda_edge=lambda_edge, lambda_not_edge=lambda_not_edge)
-    labels = check_inputs(name, logits, labels, _channels(logits), ignore_index)
+    labels = check_inputs(name, logits, labels, _channels(logits), ignore_index, validate)
     _check_options(name, logits.shape[1], ignore_index)
     for what, w in (("edge_logits", edge_logits), ("not_edge_logits", not_edge_logits)):
         if not isinstance(w, Tensor) or tuple(w.shape) != (logits.shape[1], len(sizes)):
@@ -187,6 +190,10 @@ class AffinityFieldLoss(nn.Module):
         margin: m, the edge margin on the KL divergence (paper: 3).
         lambda_edge, lambda_not_edge: weights of the two means (paper: 1, 1).
         ignore_index: label value that is skipped together with every pair it touches.
+        validate: how the input values (finite logits, labels in range) are checked:
+            ``"auto"`` (default: on the host with a one-line error on the CPU, with asynchronous
+            device-side assertions elsewhere, so a training step never waits for the GPU),
+            ``"sync"``, ``"async"`` or ``"off"`` (:func:`aafcore.pairs.check_inputs`).
 
     Shapes: ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]`` with values in
     ``[0, C)`` or ``ignore_index``, already at the logits' resolution.  Returns a scalar.
@@ -204,10 +211,13 @@ class AffinityFieldLoss(nn.Module):
     """
 
     def __init__(self, num_classes: int, margin: float = 3.0, lambda_edge: float = 1.0,
-                 lambda_not_edge: float = 1.0, ignore_index: int = 255):
+                 lambda_not_edge: float = 1.0, ignore_index: int = 255, validate: str = "auto"):
         super().__init__()
         _check_options(type(self).__name__, num_classes, ignore_index, margin=margin, lambda_edge=lambda_edge,
                        lambda_not_edge=lambda_not_edge)
+        if validate not in VALIDATE_MODES:
+            raise ValueError(f"{type(self).__name__}: validate must be one of {VALIDATE_MODES}, got {validate!r}")
+        self.validate = validate
         self.num_classes = num_classes
         self.margin = margin
         self.lambda_edge = lambda_edge
@@ -215,7 +225,8 @@ class AffinityFieldLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        labels = check_inputs("AffinityFieldLoss", logits, labels, self.num_classes, self.ignore_index)
+        labels = check_inputs("AffinityFieldLoss", logits, labels, self.num_classes, self.ignore_index,
+                              self.validate)
         empty = _empty_batch(logits)
         return empty if empty is not None else _affinity(logits, labels, self.margin, self.lambda_edge,
                                                          self.lambda_not_edge, self.ignore_index)
@@ -247,6 +258,8 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
     ``nn.Parameter [C, K]``, zero-initialised (uniform weights).  They are to be *maximised*
     (gradient ascent, e.g. ``torch.optim.SGD(..., maximize=True)``) while the network minimises.
 
+    ``margin``, the λs, ``ignore_index`` and ``validate`` are those of :class:`AffinityFieldLoss`.
+
     Shapes: ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]``.  Returns a scalar.
 
     Example:
@@ -264,8 +277,8 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
 
     def __init__(self, num_classes: int, kernel_sizes: Sequence[int] = (3, 5, 7), margin: float = 3.0,
                  lambda_edge: float = 1.0, lambda_not_edge: float = 1.0, ignore_index: int = 255,
-                 weight_by: str = "label"):
-        super().__init__(num_classes, margin, lambda_edge, lambda_not_edge, ignore_index)
+                 weight_by: str = "label", validate: str = "auto"):
+        super().__init__(num_classes, margin, lambda_edge, lambda_not_edge, ignore_index, validate)
         sizes = _check_sizes("AdaptiveAffinityFieldLoss", kernel_sizes, weight_by)
         self.kernel_sizes = sizes
         self.weight_by = weight_by
@@ -285,7 +298,8 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
         return logits.detach().softmax(1) @ sizes
 
     def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
-        labels = check_inputs("AdaptiveAffinityFieldLoss", logits, labels, self.num_classes, self.ignore_index)
+        labels = check_inputs("AdaptiveAffinityFieldLoss", logits, labels, self.num_classes, self.ignore_index,
+                              self.validate)
         empty = _empty_batch(logits, self.edge_logits, self.not_edge_logits)
         if empty is not None:
             return empty

@@ -25,7 +25,7 @@ from torch import Tensor
 from aafcore.errors import NonFiniteError
 
 __all__ = ["CLIP", "corner_offsets", "downsample_labels", "pair_tables", "pair_kl_sums", "check_inputs",
-           "check_label_range", "safe_mean"]
+           "check_label_range", "safe_mean", "VALIDATE_MODES"]
 
 CLIP = 1e-4  # probabilities are clipped to [1e-4, 1] before the logarithms, as in the official code
 SUM_DTYPE = torch.float64  # the per-class sums of many terms are accumulated in float64
@@ -67,13 +67,28 @@ def downsample_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     return out[:, 0].to(labels.dtype)
 
 
+VALIDATE_MODES = ("auto", "sync", "async", "off")
+
+
 def check_inputs(
-    name: str, logits: Tensor, labels: Tensor, num_classes: int | None, ignore_index: int
+    name: str, logits: Tensor, labels: Tensor, num_classes: int | None, ignore_index: int,
+    validate: str = "auto",
 ) -> Tensor:
     """Validate ``logits [N, C, H, W]`` and ``labels [N, H, W]``; return labels as int64.
 
-    Raises ``TypeError``/``ValueError`` with a one-line message naming the bad value.
+    Types, shapes and devices are always checked (they cost nothing).  The *values* (finite
+    logits, labels in ``[0, C)`` or ``ignore_index``) are checked as ``validate`` says:
+
+    * ``"sync"``: on the host, a ``TypeError``/``ValueError`` with a one-line message naming the
+      bad value (this reads two numbers back from the device, so on a GPU it waits for it);
+    * ``"async"``: with ``torch._assert_async``, which never waits: on a GPU a bad value stops
+      the process at a later kernel launch (a device-side assertion, which also ends the CUDA
+      context), on the CPU it raises a ``RuntimeError`` with the one-line message at once;
+    * ``"auto"`` (default): ``"sync"`` on the CPU, ``"async"`` on any other device;
+    * ``"off"``: no value checks.
     """
+    if validate not in VALIDATE_MODES:
+        raise ValueError(f"{name}: validate must be one of {VALIDATE_MODES}, got {validate!r}")
     if not isinstance(logits, Tensor) or not isinstance(labels, Tensor):
         raise TypeError(f"{name}: logits and labels must be torch tensors")
     if not logits.is_floating_point():
@@ -92,11 +107,20 @@ def check_inputs(
         )
     if labels.device != logits.device:
         raise ValueError(f"{name}: labels on {labels.device} but logits on {logits.device}")
-    if not torch.isfinite(logits).all():
-        raise NonFiniteError(f"{name}: logits contain NaN or inf")
     labels = labels.long()
-    if num_classes is not None:
-        check_label_range(name, labels, num_classes, ignore_index)
+    if validate == "auto":
+        validate = "sync" if logits.device.type == "cpu" else "async"
+    if validate == "sync":
+        if not torch.isfinite(logits).all():
+            raise NonFiniteError(f"{name}: logits contain NaN or inf")
+        if num_classes is not None:
+            check_label_range(name, labels, num_classes, ignore_index)
+    elif validate == "async" and logits.numel():
+        torch._assert_async(torch.isfinite(logits).all(), f"{name}: logits contain NaN or inf")
+        if num_classes is not None:
+            in_range = ((labels >= 0) & (labels < num_classes)) | (labels == ignore_index)
+            torch._assert_async(in_range.all(), f"{name}: a label value is outside [0, {num_classes}) "
+                                                f"and is not the ignore index {ignore_index}")
     return labels
 
 
@@ -183,9 +207,77 @@ def pair_tables(labels: Tensor, valid: Tensor, half_sizes: tuple[int, ...]):
     return geo, y_j, valid[:, None] & inside & inside.index_select(1, geo.opposite)
 
 
-def _take(source: Tensor, index: Tensor) -> Tensor:
-    """``source.flatten()[index]`` (same shape as ``index``), through the faster 1-D ``index_select``."""
-    return source.reshape(-1).index_select(0, index.reshape(-1)).view(index.shape)
+@dataclass(frozen=True)
+class _Flat:
+    """An H x W image on a flat grid padded by ``pad = max(s)`` on every side (``S = Hp * Wp``).
+
+    The *domain* is the run of flat indices from the first to the last image pixel
+    (``start``, ``length = (H - 1) Wp + W``), pad columns between rows included; for every
+    domain pixel ``i`` and corner offset ``o`` (``|dy|, |dx| <= pad``), ``i + o`` and ``i - o``
+    stay on the grid, so an offset is a shift of the flat index by ``step = dy Wp + dx`` and a
+    pair that leaves the image lands on padding, which is marked invalid.  ``nbr [P, length]``
+    holds ``start + l + step_p``; ``opposite [P]`` the offset ``-o_p``.
+    """
+
+    height: int
+    width: int
+    pad: int
+    size: int
+    start: int
+    length: int
+    steps: tuple[int, ...]
+    nbr: Tensor
+    domain: Tensor
+    opposite: Tensor
+
+    def pad_map(self, x: Tensor, fill) -> Tensor:
+        """``x [N, ..., H, W]`` on the padded grid, ``fill`` outside the image: ``[N, ..., S]``."""
+        p = self.pad
+        out = x.new_full((*x.shape[:-2], self.height + 2 * p, self.width + 2 * p), fill)
+        out[..., p:p + self.height, p:p + self.width] = x
+        return out.flatten(-2)
+
+    def unpad(self, x: Tensor) -> Tensor:
+        """The image pixels of ``x [..., S]``: ``[..., H, W]``."""
+        p = self.pad
+        return x.unflatten(-1, (self.height + 2 * p, self.width + 2 * p))[..., p:p + self.height, p:p + self.width]
+
+    def shifted(self, x: Tensor, p: int) -> Tensor:
+        """``x [..., S]`` at ``i + o_p`` for the domain pixels ``i``: a view ``[..., length]``."""
+        begin = self.start + self.steps[p]
+        return x[..., begin:begin + self.length]
+
+    def at_neighbours(self, x: Tensor) -> Tensor:
+        """``out[n, p, l] = x[n, start + l + step_p]`` for ``x [N, S]``: ``[N, P, length]``."""
+        return torch.stack([self.shifted(x, p) for p in range(len(self.steps))], 1)
+
+    def to_neighbours(self, w: Tensor) -> Tensor:
+        """The adjoint of :meth:`at_neighbours` per size: ``out[n, k, j] = sum_{p of size k}
+        w[n, p, j - start - step_p]`` for ``w [N, P, length]``: ``[N, K, S]``."""
+        out = w.new_zeros(w.shape[0], w.shape[1] // 8, self.size)
+        for p in range(w.shape[1]):
+            self.shifted(out[:, p // 8], p).add_(w[:, p])
+        return out
+
+
+@functools.lru_cache(maxsize=64)
+def _flat(height: int, width: int, half_sizes: tuple[int, ...], device: torch.device) -> _Flat:
+    offsets = [o for s in half_sizes for o in corner_offsets(s)]
+    pad = max(half_sizes)
+    wp = width + 2 * pad
+    start, length = pad * wp + pad, (height - 1) * wp + width
+    steps = tuple(dy * wp + dx for dy, dx in offsets)
+    domain = torch.arange(start, start + length)
+    nbr = domain + torch.tensor(steps)[:, None]
+    opposite = torch.tensor([8 * (p // 8) + 7 - p % 8 for p in range(len(offsets))])
+    return _Flat(height, width, pad, (height + 2 * pad) * wp, start, length, steps, nbr.to(device),
+                 domain.to(device), opposite.to(device))
+
+
+def _bernoulli(x: Tensor):
+    """``(q, qb, log q, log qb)`` with ``q = clip(x, 1e-4, 1)``, ``qb = clip(1 - x, 1e-4, 1)``."""
+    q, qb = x.clamp(CLIP, 1.0), (1 - x).clamp(CLIP, 1.0)
+    return q, qb, q.log(), qb.log()
 
 
 class _PairKL(torch.autograd.Function):
@@ -208,113 +300,181 @@ class _PairKL(torch.autograd.Function):
     edges and every other channel is non-edge, so non-edge = (sum of ``KL_c`` over *all*
     channels) - (``KL_a + KL_b`` at the edge pairs).  With ``h = q log q + qb log qb``,
     ``KL_c = h_{j,c} - q_{j,c} log q_{i,c} - qb_{j,c} log qb_{i,c}``: the all-channel sum needs one
-    shifted multiply-add per offset for the cross term and per-pixel maps for ``h``; the two edge
-    channels are gathered for the edge pairs alone (one ``nonzero``).  The backward pass is
-    written by hand, so no ``[N, C, 8, H, W]`` tensor is ever built.
+    shifted multiply-add per offset for the cross term and per-pixel maps for ``h``.  The two
+    edge channels are computed densely for *every* pair, edge pair or not (the edge mask
+    multiplies them): ``p_{j,a}`` and ``p_{i,b}`` are gathered along the class axis, ``p_{i,a}``
+    and ``p_{j,b}`` come from the per-pixel map ``p_{i, y_i}``.  Offsets are shifts of a flat
+    index on a padded grid (:class:`_Flat`), so every tensor's shape depends on ``[N, C, H, W]``
+    and the sizes alone: the cost does not depend on the labels and nothing waits on the host.
+    The backward pass is written by hand (scatter-adds with the same dense indices), so no
+    ``[N, C, 8, H, W]`` tensor is ever built.
     """
 
     @staticmethod
     def forward(ctx, p, labels, half_sizes, margin, by_channel, ignore_index):
         n, c, height, width = p.shape
-        hw, k_sizes = height * width, len(half_sizes)
-        p, labels = p.contiguous(), labels.contiguous()
-        qq = torch.stack((p.clamp(CLIP, 1.0), (1 - p).clamp(CLIP, 1.0)), 1)  # [N, 2, C, H, W]: q, qb
+        k_sizes = len(half_sizes)
+        g = _flat(height, width, tuple(half_sizes), p.device)
+        num_p, length, size = len(g.steps), g.length, g.size
+        dom = slice(g.start, g.start + length)
+        # Labels on the padded grid (-1: ignored or outside) and the pair tables [N, P, L].
+        y_pad = g.pad_map(torch.where(labels == ignore_index, -1, labels), -1)  # [N, S]
+        y_safe = y_pad.clamp_min(0)
+        y_i = y_safe[:, dom]  # [N, L]
+        y_j = g.at_neighbours(y_pad)  # [N, P, L]
+        v_j = y_j >= 0
+        pair = (y_pad[:, None, dom] >= 0) & v_j & v_j.index_select(1, g.opposite)
+        edge_pair = pair & (y_j != y_i[:, None])
+        y_j.clamp_min_(0)
+        pair_f, edge_f = pair.to(p.dtype), edge_pair.to(p.dtype)
+
+        p_pad = g.pad_map(p, 0.5)  # [N, C, S]; the padding is never paired
+        qq = torch.stack((p_pad.clamp(CLIP, 1.0), (1 - p_pad).clamp_(CLIP, 1.0)), 1)  # [N, 2, C, S]: q, qb
         lg = qq.log()
-        valid = labels != ignore_index
-        y = torch.where(valid, labels, 0)  # a safe index; ignored pixels are masked out below
-        geo, y_j, pair_valid = pair_tables(labels, valid, half_sizes)
-        pair_f = pair_valid.to(p.dtype)
-        h = (qq * lg).sum(1)  # [N, C, H, W]
+        lg_dom = lg[..., dom]
 
-        # Dense part: acc_k = sum_{o of size k} V(i, o) (q, qb)_{i+o}, and per key
-        # sum over all channels of KL = sum_o V h_{i+o} - sum_c lg_i . acc_k.
-        accs = qq.new_zeros(k_sizes, *qq.shape)  # [K, N, 2, C, H, W]
-        for o, (r0, c0), (r1, c1) in geo.slices:
-            accs[o // 8, ..., r0, c0].addcmul_(pair_f[:, None, None, o, r0, c0], qq[..., r1, c1])
-        cross = lg * accs  # sum_o V (q_j log q_i, qb_j log qb_i), per size
-        non_edge = p.new_zeros(k_sizes, c, dtype=SUM_DTYPE)  # sums of many terms: accumulate in float64
+        # Dense part: acc_k = sum_{o of size k} V(i, o) (q, qb)_{i+o}; per key, the sum over all
+        # channels of KL = sum_o V h_{i+o} - lg_i . acc_k.
+        accs = qq.new_empty(k_sizes, n, 2, c, length)  # [K, N, 2, C, L]
+        for o in range(num_p):
+            if o % 8:
+                accs[o // 8].addcmul_(pair_f[:, None, None, o], g.shifted(qq, o))
+            else:
+                torch.mul(pair_f[:, None, None, o], g.shifted(qq, o), out=accs[o // 8])
+
+        # Edge channels a = y_i, b = y_j, densely.  Per pixel: own = p_{i, y_i} and its maps.
+        own = p_pad.gather(1, y_safe[:, None])[:, 0]  # [N, S]
+        oq, oqb, olq, olqb = _bernoulli(own)
+        own_h = oq * olq + oqb * olqb
+        at_j = g.at_neighbours(torch.stack((own_h, oq, oqb)).view(3 * n, size)).view(3, n, num_p, length)
+        # KL_a(i, o) = KL(p_{j,a} || p_{i,a}), p_{j,a} gathered per offset
+        cross_a = torch.cat([g.shifted(p_pad, o).gather(1, y_i[:, None]) for o in range(num_p)], 1)  # [N, P, L]
+        qa, qba, lqa, lqba = _bernoulli(cross_a)
+        kl_a = qa * (lqa - olq[:, None, dom])
+        kl_a.addcmul_(qba, lqba - olqb[:, None, dom])
+        # KL_b(i, o) = KL(p_{j,b} || p_{i,b}) = h(p_{j,b}) - q_{j,b} log q_{i,b} - qb_{j,b} log qb_{i,b}
+        cross_b = p_pad[..., dom].gather(1, y_j)  # [N, P, L]: p_{i, y_j}
+        _, _, lqb, lqbb = _bernoulli(cross_b)
+        kl_b = at_j[0] - at_j[1] * lqb
+        kl_b.addcmul_(at_j[2], lqbb, value=-1)
+        kl = torch.stack((kl_a, kl_b), 1)  # [N, 2, P, L]
+        hinge = (margin - kl).clamp_min_(0)
+
+        sum_dtype = torch.promote_types(p.dtype, SUM_DTYPE)
+        size_keys = torch.arange(k_sizes, device=p.device)[:, None, None] * c  # [K, 1, 1]
         if by_channel:  # sum_i sum_o V h_{i+o,c} = sum_j h_{j,c} (number of pairs whose neighbour is j)
-            received = torch.stack([geo.to_neighbours(pair_f[:, 8 * k:8 * k + 8], 8 * k)
-                                    for k in range(k_sizes)])  # [K, N, H, W]
-            non_edge += ((h * received[:, :, None]).sum((1, 3, 4)) - cross.sum((1, 2, 4, 5))).to(SUM_DTYPE)
+            h = (qq * lg).sum(1)  # [N, C, S]
+            received = g.to_neighbours(pair_f)  # [N, K, S]
+            h_term = (h.transpose(0, 1).reshape(c, -1).to(sum_dtype)
+                      @ received.transpose(0, 1).reshape(k_sizes, -1).t().to(sum_dtype)).t()  # [K, C]
+            non_edge = h_term - (accs * lg_dom).sum((1, 2, 4)).to(sum_dtype)
+            # edge channels: a keyed by y_i, b by y_j (moved to j, where it is y_j's own pixel)
+            masked = torch.stack((hinge, kl), 0) * edge_f[:, None]  # [2, N, 2, P, L]
+            per_a = masked[:, :, 0].reshape(2, n, k_sizes, 8, length).sum(3)  # [2, N, K, L]
+            per_b = g.to_neighbours(masked[:, :, 1].reshape(2 * n, num_p, length))  # [2N, K, S]
+            keys = torch.cat(((size_keys + y_i).transpose(0, 1).flatten(),
+                              (size_keys + y_safe).transpose(0, 1).flatten()))
+            sums = []
+            for t in range(2):  # edge, then the edge-channel KL to take from non-edge
+                values = torch.cat((per_a[t].flatten(), per_b.view(2, n, k_sizes, size)[t].flatten()))
+                sums.append(p.new_zeros(k_sizes * c, dtype=sum_dtype).index_add_(0, keys, values.to(sum_dtype)))
+            edge, non_edge = sums[0].view(k_sizes, c), non_edge - sums[1].view(k_sizes, c)
         else:
-            h_term = (pair_f * geo.at_neighbours(h.sum(1), 0.0)).view(n, k_sizes, 8, hw).sum(2)  # [N, K, HW]
-            cross_term = cross.sum((2, 3)).view(k_sizes, n, hw).transpose(0, 1)  # [N, K, HW]
-            per_px = ((h_term - cross_term) * valid.view(n, 1, hw)).flatten().to(SUM_DTYPE)
-            px_keys = torch.arange(k_sizes, device=p.device)[:, None] * c + y.view(n, 1, hw)  # [N, K, HW]
-            non_edge.view(-1).index_add_(0, px_keys.flatten(), per_px)
+            h_sum = (qq * lg).sum((1, 2))  # [N, S]
+            h_term = pair_f * g.at_neighbours(h_sum)  # [N, P, L]
+            h_term.addcmul_(kl_a + kl_b, edge_f, value=-1)
+            edge_px = (hinge[:, 0] + hinge[:, 1]).mul_(edge_f)
+            per_px = torch.stack((edge_px, h_term)).view(2, n, k_sizes, 8, length).sum(3)  # [2, N, K, L]
+            per_px[1] -= (accs * lg_dom).sum((2, 3)).transpose(0, 1)
+            keys = (size_keys + y_i[None]).transpose(0, 1)  # [N, K, L]
+            keys = torch.stack((keys, keys + k_sizes * c)).flatten()
+            sums = p.new_zeros(2 * k_sizes * c, dtype=sum_dtype).index_add_(0, keys, per_px.flatten().to(sum_dtype))
+            edge, non_edge = sums.view(2, k_sizes, c).unbind(0)
 
-        # Edge pairs: q and qb at (j, a), (j, b), (i, a), (i, b), a = y_i, b = y_j.
-        e_n, e_p, e_r, e_c = (pair_valid & (y[:, None] != y_j)).nonzero().unbind(1)
-        x_pix = e_r * width + e_c
-        ya = _take(y, e_n * hw + x_pix)
-        yb = _take(y_j, (e_n * len(geo.offsets) + e_p) * hw + x_pix)
-        pix = torch.stack((x_pix + _take(geo.step, e_p), x_pix))  # [2, M]: j, i
-        chan = torch.stack((ya, yb)) * hw  # [2, M]: a, b
-        part = torch.arange(2, device=p.device)[:, None, None, None] * (c * hw)  # q, qb
-        index = part + (pix[:, None] + chan + e_n * (2 * c * hw))  # [2 (q|qb), 2 (j|i), 2 (a|b), M]
-        vals = _take(qq, index)
-        logs = vals.log()
-        kl_ab = (vals[:, 0] * (logs[:, 0] - logs[:, 1])).sum(0).flatten()  # [2M]: KL_a then KL_b
-        e_k = (e_p // 8) * c
-        keys = torch.cat((e_k + ya, e_k + (yb if by_channel else ya)))
-        kl_sum = kl_ab.to(SUM_DTYPE)
-        edge = p.new_zeros(k_sizes * c, dtype=SUM_DTYPE).index_add_(0, keys, (margin - kl_sum).clamp_min(0))
-        non_edge -= p.new_zeros(k_sizes * c, dtype=SUM_DTYPE).index_add_(0, keys, kl_sum).view(k_sizes, c)
-
-        n_edge = 2 * torch.zeros(k_sizes, dtype=torch.long, device=p.device).index_add_(
-            0, e_p // 8, torch.ones_like(e_p))
-        n_valid = pair_valid.sum((0, 2, 3)).view(k_sizes, 8).sum(1)
-        n_non_edge = c * n_valid - n_edge
+        n_pairs = torch.stack((pair, edge_pair)).view(2, n, k_sizes, 8 * length).sum((1, 3))  # [2, K]
+        n_edge = 2 * n_pairs[1]
+        n_non_edge = c * n_pairs[0] - n_edge
         ctx.mark_non_differentiable(n_edge, n_non_edge)
-        ctx.save_for_backward(p, qq, lg, y, valid, pair_f, keys, kl_ab, index, vals, logs)
-        ctx.accs, ctx.geo = accs, geo
-        ctx.margin, ctx.by_channel = margin, by_channel
-        return edge.view(k_sizes, c).to(p.dtype), non_edge.to(p.dtype), n_edge, n_non_edge
+        ctx.save_for_backward(p_pad, qq, lg, accs, pair_f, edge_f, y_i, y_j, y_safe, own, cross_a, cross_b,
+                              lqa, lqba, lqb, lqbb, kl)
+        ctx.geometry, ctx.margin, ctx.by_channel, ctx.shape = g, margin, by_channel, (n, c, height, width)
+        return edge.to(p.dtype), non_edge.to(p.dtype), n_edge, n_non_edge
 
     @staticmethod
     def backward(ctx, g_edge, g_non_edge, _g_n_edge, _g_n_non_edge):
-        p, qq, lg, y, valid, pair_f, keys, kl_ab, index, vals, logs = ctx.saved_tensors
-        geo, by_channel = ctx.geo, ctx.by_channel
-        n, c, height, width = p.shape
-        k_sizes = len(ctx.accs)
+        (p_pad, qq, lg, accs, pair_f, edge_f, y_i, y_j, y_safe, own, cross_a, cross_b,
+         lqa, lqba, lqb, lqbb, kl) = ctx.saved_tensors
+        g, by_channel = ctx.geometry, ctx.by_channel
+        n, c, height, width = ctx.shape
+        k_sizes, num_p, length = len(accs), len(g.steps), g.length
+        dom = slice(g.start, g.start + length)
+        g_edge, g_non_edge = g_edge.contiguous(), g_non_edge.contiguous()
         # Dense part.  The coefficient of KL_c(i, o) is alpha(i) beta(c): alpha = g[k, y_i], beta = 1
         # (by label) or alpha = 1, beta = g[k, c] (by channel).  Then
         #   d/d log q_i = -sum_k coef acc_k(i),  d/dq_j = -sum_o coef log q_i,  d/dh_j = sum_o coef.
-        g_qq = torch.zeros_like(qq)
-        g_lg = torch.zeros_like(qq)
+        g_qq = torch.zeros_like(qq)  # [N, 2, C, S]
+        g_lg = torch.empty_like(accs[0])  # [N, 2, C, L]
+        size_keys = torch.arange(k_sizes, device=qq.device)[:, None, None] * c
+        keys_i = (size_keys + y_i).transpose(0, 1).repeat_interleave(8, 1)  # [N, P, L]: key of y_i
         if by_channel:
-            betas = g_non_edge[:, None, None, :, None, None]  # [K, 1, 1, C, 1, 1]
-            for k, acc in enumerate(ctx.accs):
-                g_lg.addcmul_(acc, betas[k], value=-1)
-            partial = [torch.zeros_like(qq) for _ in range(k_sizes)]
-            for o, (r0, c0), (r1, c1) in geo.slices:
-                partial[o // 8][..., r1, c1].addcmul_(pair_f[:, None, None, o, r0, c0], lg[..., r0, c0], value=-1)
-            for k in range(k_sizes):
-                g_qq.addcmul_(partial[k], betas[k])
-            received = torch.stack([geo.to_neighbours(pair_f[:, 8 * k:8 * k + 8], 8 * k) for k in range(k_sizes)], 1)
-            g_h = (received[:, :, None] * g_non_edge[None, :, :, None, None]).sum(1)[:, None]  # [N, 1, C, H, W]
+            betas = g_non_edge[:, None, None, :, None]  # [K, 1, 1, C, 1]
+            torch.mul(accs[0], betas[0], out=g_lg)
+            for k in range(1, k_sizes):
+                g_lg.addcmul_(accs[k], betas[k])
+            weighted = [lg[..., dom] * betas[k] for k in range(k_sizes)]
+            for o in range(num_p):
+                g.shifted(g_qq, o).addcmul_(pair_f[:, None, None, o], weighted[o // 8], value=-1)
+            received = g.to_neighbours(pair_f)  # [N, K, S]
+            g_h = torch.einsum("nks,kc->ncs", received, g_non_edge)[:, None]  # [N, 1, C, S]
+            keys_j = size_keys.view(k_sizes, 1).repeat_interleave(8, 0).view(1, num_p, 1) + y_j
+            keys = torch.stack((keys_i, keys_j), 1)  # [N, 2, P, L]
         else:
-            alpha = _take(g_non_edge, torch.arange(k_sizes, device=p.device)[:, None, None, None] * c + y)
-            alpha = alpha * valid  # [K, N, H, W]
-            for k, acc in enumerate(ctx.accs):
-                g_lg.addcmul_(acc, alpha[k][:, None, None], value=-1)
-            weights = pair_f * alpha.repeat_interleave(8, 0).transpose(0, 1)  # [N, P, H, W]
-            for o, (r0, c0), (r1, c1) in geo.slices:
-                g_qq[..., r1, c1].addcmul_(weights[:, None, None, o, r0, c0], lg[..., r0, c0], value=-1)
-            g_h = geo.to_neighbours(weights)[:, None, None]  # [N, 1, 1, H, W]
+            alpha = g_non_edge.view(-1).take(size_keys + y_i).view(k_sizes, n, 1, 1, length)
+            torch.mul(accs[0], alpha[0], out=g_lg)
+            for k in range(1, k_sizes):
+                g_lg.addcmul_(accs[k], alpha[k])
+            weights = pair_f * alpha.view(k_sizes, n, length).transpose(0, 1).repeat_interleave(8, 1)  # [N, P, L]
+            lg_dom = lg[..., dom]
+            for o in range(num_p):
+                g.shifted(g_qq, o).addcmul_(weights[:, None, None, o], lg_dom, value=-1)
+            g_h = g.to_neighbours(weights).sum(1)[:, None, None]  # [N, 1, 1, S]
+            keys = keys_i[:, None]  # [N, 1, P, L]
         g_qq += g_h  # dh/dq = log q + 1
         g_qq.addcmul_(g_h, lg)
-        g_qq.addcdiv_(g_lg, qq)
-        # Edge channels: d/dKL of  g_edge[key] max(0, m - KL) - g_non_edge[key] KL, with
-        # dKL/dq_j = log(q_j/q_i) + 1 and dKL/dq_i = -q_j/q_i (likewise for qb).
-        d = -(_take(g_edge, keys) * (ctx.margin - kl_ab > 0) + _take(g_non_edge, keys))
-        d = d.view(2, -1)  # [2 (a|b), M]
-        g_vals = torch.stack((d * (logs[:, 0] - logs[:, 1] + 1), -d * vals[:, 0] / vals[:, 1]), 1)
-        g_qq.view(-1).index_add_(0, index.flatten(), g_vals.flatten())
-        zero = p.new_zeros(())
-        g_p = torch.where(p >= CLIP, g_qq[:, 0], zero) - torch.where(1 - p >= CLIP, g_qq[:, 1], zero)
-        return g_p, None, None, None, None, None
+        g_qq[..., dom].addcdiv_(g_lg, qq[..., dom], value=-1)
+        zero = qq.new_zeros(())
+        g_pad = torch.where(p_pad >= CLIP, g_qq[:, 0], zero).sub_(torch.where(1 - p_pad >= CLIP, g_qq[:, 1], zero))
+        # Edge channels: d/dKL of  g_edge[key] max(0, m - KL) - g_non_edge[key] KL  (d [N, 2, P, L]).
+        d = (g_edge.view(-1).take(keys) * (ctx.margin - kl > 0)).add_(g_non_edge.view(-1).take(keys))
+        d.mul_(edge_f[:, None]).neg_()
+        d_a, d_b = d.unbind(1)
+        oq, oqb, olq, olqb = _bernoulli(own)
+        # KL_a = qa (log qa - log oq_i) + qba (log qba - log oqb_i), qa from p_{j,a}, oq_i from p_{i,a}:
+        #   d/dp_{j,a} = [p_{j,a} >= clip] (log qa - log oq_i + 1) - [1 - p_{j,a} >= clip] (log qba - log oqb_i + 1)
+        #   d/dp_{i,a} = -[p_{i,a} >= clip] qa / oq_i + [1 - p_{i,a} >= clip] qba / oqb_i
+        d_ja = torch.where(cross_a >= CLIP, lqa - olq[:, None, dom] + 1, zero)
+        d_ja -= torch.where(1 - cross_a >= CLIP, lqba - olqb[:, None, dom] + 1, zero)
+        d_ja *= d_a
+        sums_i = torch.stack(((d_a * cross_a.clamp(CLIP, 1.0)).sum(1), (d_a * (1 - cross_a).clamp_(CLIP, 1.0)).sum(1)))
+        d_own = torch.zeros_like(own)  # [N, S]: d/dp_{i, y_i}
+        d_own[:, dom] = (torch.where(own[:, dom] >= CLIP, sums_i[0] / oq[:, dom], zero).neg_()
+                         + torch.where(1 - own[:, dom] >= CLIP, sums_i[1] / oqb[:, dom], zero))
+        # KL_b = h(p_{j,b}) - oq_j log qb - oqb_j log qbb, with qb, qbb from p_{i,b}:
+        #   d/dp_{j,b} = [p_{j,b} >= clip] (log oq_j + 1 - log qb) - [1 - p_{j,b} >= clip] (log oqb_j + 1 - log qbb)
+        #   d/dp_{i,b} = -[p_{i,b} >= clip] oq_j / qb + [1 - p_{i,b} >= clip] oqb_j / qbb
+        moved = g.to_neighbours(torch.stack((d_b, d_b * lqb, d_b * lqbb)).view(3 * n, num_p, length))
+        moved = moved.sum(1).view(3, n, -1)  # [3, N, S]: sums over the pairs whose neighbour is j
+        d_own += torch.where(own >= CLIP, (olq + 1) * moved[0] - moved[1], zero)
+        d_own -= torch.where(1 - own >= CLIP, (olqb + 1) * moved[0] - moved[2], zero)
+        at_j = g.at_neighbours(torch.stack((oq, oqb)).view(2 * n, -1)).view(2, n, num_p, length)
+        d_ib = torch.where(cross_b >= CLIP, at_j[0] / cross_b.clamp(CLIP, 1.0), zero).neg_()
+        d_ib += torch.where(1 - cross_b >= CLIP, at_j[1] / (1 - cross_b).clamp_(CLIP, 1.0), zero)
+        d_ib *= d_b
+        g_pad.scatter_add_(1, y_safe[:, None], d_own[:, None])
+        g_pad[..., dom].scatter_add_(1, y_j, d_ib)
+        for o in range(num_p):
+            g.shifted(g_pad, o).scatter_add_(1, y_i[:, None], d_ja[:, o:o + 1])
+        return g.unpad(g_pad), None, None, None, None, None
 
 
 def pair_kl_sums(logits, labels, half_sizes, margin, by_channel, ignore_index):

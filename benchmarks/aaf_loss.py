@@ -2,10 +2,12 @@
 
 Both implementations get the same inputs in one run: logits ``N(0, 2^2)`` and VOC-like label
 maps at the logits' resolution (a background with 2-5 ellipses/rectangles of random classes,
-half of the boundary pixels marked ignore, as VOC's void bands); ``--labels noise`` gives i.i.d.
-labels instead, the worst case for ``aafcore`` (nearly every pair is an edge pair).  For each shape it prints the
-median fwd+bwd time of interleaved runs (so that machine noise hits both alike), the peak memory
-of one fwd+bwd, the ratios, and the largest difference between the two losses.
+half of the boundary pixels marked ignore, as VOC's void bands); ``--labels blocks`` gives random
+6-px blocks of random classes with 5% scattered ignore pixels, ``--labels noise`` i.i.d. labels
+(nearly every pair is an edge pair).  For each shape it prints the median fwd+bwd time of
+interleaved runs of the two losses and of ``F.cross_entropy`` on the same logits (so that
+machine noise hits all three alike), each loss's time as a multiple of cross-entropy's, the
+peak memory of one fwd+bwd, the ratios, and the largest difference between the two losses.
 
 * CPU peak memory: the rise of the peak resident set size (VmHWM, reset just before) during one
   fwd+bwd, measured in a fresh child process per implementation and shape.
@@ -15,6 +17,7 @@ Usage::
 
     python benchmarks/aaf_loss.py                 # CPU, 2 threads, the three shapes of issue 2
     python benchmarks/aaf_loss.py --out results/benchmarks/aaf_loss_cpu.json
+    python benchmarks/aaf_loss.py --labels blocks --out results/benchmarks/aaf_loss_cpu_blocks_labels.json
     python benchmarks/aaf_loss.py --device cuda   # on a GPU machine
 """
 
@@ -32,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,12 +70,24 @@ def scene_labels(n: int, h: int, w: int, c: int, seed: int = 0, ignore_index: in
     return torch.where(void, torch.full_like(out, ignore_index), out)
 
 
+def block_labels(n: int, h: int, w: int, c: int, seed: int = 0, block: int = 6, ignore_frac: float = 0.05,
+                 ignore_index: int = 255) -> torch.Tensor:
+    """Label maps ``[n, h, w]`` of random ``block`` x ``block`` squares of classes ``0..c-1``, with
+    a fraction ``ignore_frac`` of pixels, scattered at random, set to ``ignore_index``."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.randint(0, c, (n, 1, -(-h // block), -(-w // block)), generator=g).float()
+    labels = F.interpolate(coarse, scale_factor=block, mode="nearest")[:, 0, :h, :w].long()
+    return torch.where(torch.rand(n, h, w, generator=g) < ignore_frac, ignore_index, labels)
+
+
 def make_inputs(shape, device, seed=0, kind="scenes"):
     n, c, h, w = shape
     g = torch.Generator().manual_seed(seed)
     logits = (2 * torch.randn(shape, generator=g)).to(device).requires_grad_()
     if kind == "scenes":
         labels = scene_labels(n, h, w, c, seed).to(device)
+    elif kind == "blocks":
+        labels = block_labels(n, h, w, c, seed).to(device)
     else:  # worst case: i.i.d. classes, nearly every pair is an edge pair
         labels = torch.randint(0, c, (n, h, w), generator=g).to(device)
     loss = AdaptiveAffinityFieldLoss(c, kernel_sizes=SIZES).to(device)
@@ -82,7 +98,9 @@ def run_once(impl, logits, labels, loss):
     """One forward + backward; returns the loss value."""
     logits.grad = None
     loss.zero_grad(set_to_none=True)
-    if impl == "naive":
+    if impl == "ce":
+        value = F.cross_entropy(logits, labels, ignore_index=255)
+    elif impl == "naive":
         value = naive_aaf(logits, labels, loss.edge_logits, loss.not_edge_logits, SIZES)
     else:
         value = loss(logits, labels)
@@ -103,10 +121,11 @@ def edge_fraction(labels):
 
 def time_shape(shape, device, reps, kind):
     logits, labels, loss = make_inputs(shape, device, kind=kind)
-    values = {impl: run_once(impl, logits, labels, loss) for impl in ("naive", "aafcore")}  # warm-up
-    times = {"naive": [], "aafcore": []}
+    impls = ("naive", "aafcore", "ce")
+    values = {impl: run_once(impl, logits, labels, loss) for impl in impls}  # warm-up
+    times = {impl: [] for impl in impls}
     for _ in range(reps):
-        for impl in ("naive", "aafcore"):
+        for impl in impls:
             _sync(device)
             start = time.perf_counter()
             run_once(impl, logits, labels, loss)
@@ -173,8 +192,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     ap.add_argument("--reps", type=int, default=5, help="timed runs per implementation and shape")
     ap.add_argument("--shapes", default=None, help="e.g. '8,21,42,42;8,19,90,90' (default: issue 2's three)")
-    ap.add_argument("--labels", choices=["scenes", "noise"], default="scenes",
-                    help="VOC-like scenes (default) or i.i.d. noise, the worst case (nearly all pairs are edges)")
+    ap.add_argument("--labels", choices=["scenes", "blocks", "noise"], default="scenes",
+                    help="VOC-like scenes (default), random 6-px blocks with 5%% ignored pixels, or i.i.d. "
+                         "noise (nearly all pairs are edges)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
     ap.add_argument("--child", nargs=2, metavar=("IMPL", "SHAPE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -193,20 +213,23 @@ def main(argv=None):
         prov = provenance(device, args.threads)
         print(f"\nAAF loss, sizes {SIZES}, float32 fwd+bwd on {prov['device']}, "
               f"median of {args.reps} interleaved runs; {args.labels} labels; torch {prov['torch']}")
-        print(f"{'shape':>18} {'edge pairs':>10} {'naive ms':>10} {'aafcore ms':>10} {'speed-up':>9} "
-              f"{'naive MiB':>10} {'aafcore MiB':>11} {'mem ratio':>9} {'rel diff':>9}")
+        print(f"{'shape':>18} {'edge pairs':>10} {'naive ms':>10} {'aafcore ms':>10} {'CE ms':>7} {'speed-up':>9} "
+              f"{'naive/CE':>9} {'aafcore/CE':>10} {'naive MiB':>10} {'aafcore MiB':>11} {'mem ratio':>9} "
+              f"{'rel diff':>9}")
         for shape in shapes:
             ms, diff, frac = time_shape(shape, device, args.reps, args.labels)
             mem = {impl: peak_memory_mib(impl, shape, device, args.threads, args.labels)
                    for impl in ("naive", "aafcore")}
             row = {"device": device, "shape": list(shape), "edge_pair_fraction": frac,
-                   "naive_ms": ms["naive"], "aafcore_ms": ms["aafcore"],
-                   "speedup": ms["naive"] / ms["aafcore"], "naive_peak_mib": mem["naive"],
+                   "naive_ms": ms["naive"], "aafcore_ms": ms["aafcore"], "ce_ms": ms["ce"],
+                   "speedup": ms["naive"] / ms["aafcore"], "naive_to_ce": ms["naive"] / ms["ce"],
+                   "aafcore_to_ce": ms["aafcore"] / ms["ce"], "naive_peak_mib": mem["naive"],
                    "aafcore_peak_mib": mem["aafcore"], "memory_ratio": mem["naive"] / max(mem["aafcore"], 1e-9),
                    "loss_rel_diff": diff, "provenance": prov}
             report["results"].append(row)
             print(f"{str(list(shape)):>18} {frac:>10.1%} {ms['naive']:>10.1f} {ms['aafcore']:>10.1f} "
-                  f"{row['speedup']:>8.1f}x {mem['naive']:>10.0f} {mem['aafcore']:>11.0f} "
+                  f"{ms['ce']:>7.2f} {row['speedup']:>8.1f}x {row['naive_to_ce']:>8.1f}x {row['aafcore_to_ce']:>9.1f}x "
+                  f"{mem['naive']:>10.0f} {mem['aafcore']:>11.0f} "
                   f"{row['memory_ratio']:>8.1f}x {diff:>9.1e}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
