@@ -55,7 +55,7 @@ def test_effects_are_paired_means_with_t_intervals_and_the_ledgers_verdicts():
     html = landing.verdict_table(effects).to_html()
     assert f"{d.mean():+.1f} [{ci[0]:+.1f}, {ci[1]:+.1f}]" in html and "no runs yet" in html
     text = landing.answer_sentences(effects, ledger, runs_landed=9, runs_planned=80)
-    assert "9 of the study's 80 trainings" in text and f"{d.mean():+.2f} points" in text
+    assert "9 of the study's 80 trainings have landed" in text and f"{d.mean():+.2f} points" in text
     assert f"{(ledger['verdict'] == 'inconclusive').sum()} inconclusive" in text
 
 

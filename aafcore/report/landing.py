@@ -160,8 +160,8 @@ def answer_sentences(effects: pd.DataFrame, ledger: pd.DataFrame, runs_landed: i
     mIoU) beside the paper's, and the verdict count of the ledger."""
     counts = ledger["verdict"].value_counts()
     tested = ledger[ledger["verdict"] != "not tested"]
-    lines = [f"**Status.** {runs_landed} of the study's {runs_planned} trainings have landed with their "
-             f"evaluations; the verdicts below change as the rest lands."]
+    lines = [f"**Status.** {runs_landed} of the study's {runs_planned} trainings have landed; each claim is "
+             f"tested on the paired seeds that have its evaluations, and the verdicts below change as the rest lands."]
     if "C2" in effects.index and effects.loc["C2", "n"]:
         parts = []
         for cid, what in (("C2", "AAF over the baseline"), ("C1", "the affinity field loss over the baseline"),
