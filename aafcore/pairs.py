@@ -280,6 +280,33 @@ def _bernoulli(x: Tensor):
     return q, qb, q.log(), qb.log()
 
 
+def _edge_channels(g: _Flat, p_pad: Tensor, y_safe: Tensor, y_i: Tensor, y_j: Tensor):
+    """``KL_a`` and ``KL_b`` of every pair ``(i, o)``, edge pair or not, ``a = y_i``, ``b = y_j``.
+
+    ``p_pad [N, C, S]`` probabilities on the grid, ``y_safe [N, S]`` its labels (0 where ignored),
+    ``y_i [N, L]`` those of the domain, ``y_j [N, P, L]`` those of the neighbours (0 where ignored).
+    Returns ``own [N, S]`` (``p_{i, y_i}``), ``cross_a``/``cross_b [N, P, L]`` (``p_{j,a}``,
+    ``p_{i,b}``), their clipped logarithms ``(log qa, log qba, log qb, log qbb)`` and
+    ``kl [N, 2, P, L]`` (``KL_a``, ``KL_b``).
+    """
+    n, num_p, length = y_j.shape
+    dom = slice(g.start, g.start + length)
+    own = p_pad.gather(1, y_safe[:, None])[:, 0]  # [N, S]
+    oq, oqb, olq, olqb = _bernoulli(own)
+    at_j = g.at_neighbours(torch.stack((oq * olq + oqb * olqb, oq, oqb)).view(3 * n, -1)).view(3, n, num_p, length)
+    # KL_a(i, o) = KL(p_{j,a} || p_{i,a}), p_{j,a} gathered per offset
+    cross_a = torch.cat([g.shifted(p_pad, o).gather(1, y_i[:, None]) for o in range(num_p)], 1)  # [N, P, L]
+    qa, qba, lqa, lqba = _bernoulli(cross_a)
+    kl_a = qa * (lqa - olq[:, None, dom])
+    kl_a.addcmul_(qba, lqba - olqb[:, None, dom])
+    # KL_b(i, o) = KL(p_{j,b} || p_{i,b}) = h(p_{j,b}) - q_{j,b} log q_{i,b} - qb_{j,b} log qb_{i,b}
+    cross_b = p_pad[..., dom].gather(1, y_j)  # [N, P, L]: p_{i, y_j}
+    _, _, lqb, lqbb = _bernoulli(cross_b)
+    kl_b = at_j[0] - at_j[1] * lqb
+    kl_b.addcmul_(at_j[2], lqbb, value=-1)
+    return own, cross_a, cross_b, (lqa, lqba, lqb, lqbb), torch.stack((kl_a, kl_b), 1)
+
+
 class _PairKL(torch.autograd.Function):
     """Per-size, per-key sums of the edge and non-edge affinity terms.
 
@@ -342,22 +369,8 @@ class _PairKL(torch.autograd.Function):
             else:
                 torch.mul(pair_f[:, None, None, o], g.shifted(qq, o), out=accs[o // 8])
 
-        # Edge channels a = y_i, b = y_j, densely.  Per pixel: own = p_{i, y_i} and its maps.
-        own = p_pad.gather(1, y_safe[:, None])[:, 0]  # [N, S]
-        oq, oqb, olq, olqb = _bernoulli(own)
-        own_h = oq * olq + oqb * olqb
-        at_j = g.at_neighbours(torch.stack((own_h, oq, oqb)).view(3 * n, size)).view(3, n, num_p, length)
-        # KL_a(i, o) = KL(p_{j,a} || p_{i,a}), p_{j,a} gathered per offset
-        cross_a = torch.cat([g.shifted(p_pad, o).gather(1, y_i[:, None]) for o in range(num_p)], 1)  # [N, P, L]
-        qa, qba, lqa, lqba = _bernoulli(cross_a)
-        kl_a = qa * (lqa - olq[:, None, dom])
-        kl_a.addcmul_(qba, lqba - olqb[:, None, dom])
-        # KL_b(i, o) = KL(p_{j,b} || p_{i,b}) = h(p_{j,b}) - q_{j,b} log q_{i,b} - qb_{j,b} log qb_{i,b}
-        cross_b = p_pad[..., dom].gather(1, y_j)  # [N, P, L]: p_{i, y_j}
-        _, _, lqb, lqbb = _bernoulli(cross_b)
-        kl_b = at_j[0] - at_j[1] * lqb
-        kl_b.addcmul_(at_j[2], lqbb, value=-1)
-        kl = torch.stack((kl_a, kl_b), 1)  # [N, 2, P, L]
+        own, cross_a, cross_b, logs, kl = _edge_channels(g, p_pad, y_safe, y_i, y_j)
+        kl_a, kl_b = kl.unbind(1)
         hinge = (margin - kl).clamp_min_(0)
 
         sum_dtype = torch.promote_types(p.dtype, SUM_DTYPE)
@@ -396,7 +409,7 @@ class _PairKL(torch.autograd.Function):
         n_non_edge = c * n_pairs[0] - n_edge
         ctx.mark_non_differentiable(n_edge, n_non_edge)
         ctx.save_for_backward(p_pad, qq, lg, accs, pair_f, edge_f, y_i, y_j, y_safe, own, cross_a, cross_b,
-                              lqa, lqba, lqb, lqbb, kl)
+                              *logs, kl)
         ctx.geometry, ctx.margin, ctx.by_channel, ctx.shape = g, margin, by_channel, (n, c, height, width)
         return edge.to(p.dtype), non_edge.to(p.dtype), n_edge, n_non_edge
 
