@@ -280,31 +280,42 @@ def _bernoulli(x: Tensor):
     return q, qb, q.log(), qb.log()
 
 
-def _edge_channels(g: _Flat, p_pad: Tensor, y_safe: Tensor, y_i: Tensor, y_j: Tensor):
+def _edge_channels(g: _Flat, p_pad: Tensor, y_safe: Tensor, y_i: Tensor, y_j: Tensor, grad: bool):
     """``KL_a`` and ``KL_b`` of every pair ``(i, o)``, edge pair or not, ``a = y_i``, ``b = y_j``.
 
     ``p_pad [N, C, S]`` probabilities on the grid, ``y_safe [N, S]`` its labels (0 where ignored),
     ``y_i [N, L]`` those of the domain, ``y_j [N, P, L]`` those of the neighbours (0 where ignored).
-    Returns ``own [N, S]`` (``p_{i, y_i}``), ``cross_a``/``cross_b [N, P, L]`` (``p_{j,a}``,
-    ``p_{i,b}``), their clipped logarithms ``(log qa, log qba, log qb, log qbb)`` and
-    ``kl [N, 2, P, L]`` (``KL_a``, ``KL_b``).
+    Returns ``own [N, S]`` (``p_{i, y_i}``), ``kl [N, 2, P, L]`` (``KL_a``, ``KL_b``) and, when
+    ``grad``, what the backward pass needs, each ``[N, P, L]`` (else ``None``): ``cross_a``
+    (``p_{j,a}``), ``fa = dKL_a/dp_{j,a}``, ``fb = dKL_b/dp_{i,b}`` and the clipped logarithms
+    ``log qb``, ``log qbb`` of ``p_{i,b}``.
     """
     n, num_p, length = y_j.shape
     dom = slice(g.start, g.start + length)
+    zero = p_pad.new_zeros(())
     own = p_pad.gather(1, y_safe[:, None])[:, 0]  # [N, S]
     oq, oqb, olq, olqb = _bernoulli(own)
     at_j = g.at_neighbours(torch.stack((oq * olq + oqb * olqb, oq, oqb)).view(3 * n, -1)).view(3, n, num_p, length)
     # KL_a(i, o) = KL(p_{j,a} || p_{i,a}), p_{j,a} gathered per offset
     cross_a = torch.cat([g.shifted(p_pad, o).gather(1, y_i[:, None]) for o in range(num_p)], 1)  # [N, P, L]
     qa, qba, lqa, lqba = _bernoulli(cross_a)
-    kl_a = qa * (lqa - olq[:, None, dom])
-    kl_a.addcmul_(qba, lqba - olqb[:, None, dom])
+    lqa -= olq[:, None, dom]   # log(qa / oq_i)
+    lqba -= olqb[:, None, dom]
+    kl_a = qa * lqa
+    kl_a.addcmul_(qba, lqba)
     # KL_b(i, o) = KL(p_{j,b} || p_{i,b}) = h(p_{j,b}) - q_{j,b} log q_{i,b} - qb_{j,b} log qb_{i,b}
     cross_b = p_pad[..., dom].gather(1, y_j)  # [N, P, L]: p_{i, y_j}
-    _, _, lqb, lqbb = _bernoulli(cross_b)
+    qb, qbb, lqb, lqbb = _bernoulli(cross_b)
     kl_b = at_j[0] - at_j[1] * lqb
     kl_b.addcmul_(at_j[2], lqbb, value=-1)
-    return own, cross_a, cross_b, (lqa, lqba, lqb, lqbb), torch.stack((kl_a, kl_b), 1)
+    kl = torch.stack((kl_a, kl_b), 1)
+    if not grad:
+        return own, kl, None
+    # d KL_a / d p_{j,a} = [p_{j,a} >= clip] (log(qa / oq_i) + 1) - [1 - p_{j,a} >= clip] (log(qba / oqb_i) + 1)
+    fa = torch.where(cross_a >= CLIP, lqa + 1, zero).sub_(torch.where(1 - cross_a >= CLIP, lqba + 1, zero))
+    # d KL_b / d p_{i,b} = -[p_{i,b} >= clip] oq_j / qb + [1 - p_{i,b} >= clip] oqb_j / qbb
+    fb = torch.where(cross_b >= CLIP, at_j[1] / qb, zero).neg_().add_(torch.where(1 - cross_b >= CLIP, at_j[2] / qbb, zero))
+    return own, kl, (cross_a, fa, fb, lqb, lqbb)
 
 
 class _PairKL(torch.autograd.Function):
@@ -369,7 +380,8 @@ class _PairKL(torch.autograd.Function):
             else:
                 torch.mul(pair_f[:, None, None, o], g.shifted(qq, o), out=accs[o // 8])
 
-        own, cross_a, cross_b, logs, kl = _edge_channels(g, p_pad, y_safe, y_i, y_j)
+        grad = ctx.needs_input_grad[0]
+        own, kl, for_backward = _edge_channels(g, p_pad, y_safe, y_i, y_j, grad)
         kl_a, kl_b = kl.unbind(1)
         hinge = (margin - kl).clamp_min_(0)
 
@@ -408,27 +420,30 @@ class _PairKL(torch.autograd.Function):
         n_edge = 2 * n_pairs[1]
         n_non_edge = c * n_pairs[0] - n_edge
         ctx.mark_non_differentiable(n_edge, n_non_edge)
-        ctx.save_for_backward(p_pad, qq, lg, accs, pair_f, edge_f, y_i, y_j, y_safe, own, cross_a, cross_b,
-                              *logs, kl)
+        if grad:  # masks as bool, q and y_j recomputed: the saved tensors are ~ 2K + 4 [N, C, S] and 5 [N, P, L] floats
+            ctx.save_for_backward(p_pad, lg, accs, pair, edge_pair, hinge > 0, y_pad, own, *for_backward)
         ctx.geometry, ctx.margin, ctx.by_channel, ctx.shape = g, margin, by_channel, (n, c, height, width)
         return edge.to(p.dtype), non_edge.to(p.dtype), n_edge, n_non_edge
 
     @staticmethod
     def backward(ctx, g_edge, g_non_edge, _g_n_edge, _g_n_non_edge):
-        (p_pad, qq, lg, accs, pair_f, edge_f, y_i, y_j, y_safe, own, cross_a, cross_b,
-         lqa, lqba, lqb, lqbb, kl) = ctx.saved_tensors
+        p_pad, lg, accs, pair, edge_pair, hinge_on, y_pad, own, cross_a, fa, fb, lqb, lqbb = ctx.saved_tensors
         g, by_channel = ctx.geometry, ctx.by_channel
         n, c, height, width = ctx.shape
         k_sizes, num_p, length = len(accs), len(g.steps), g.length
         dom = slice(g.start, g.start + length)
+        y_safe = y_pad.clamp_min(0)
+        y_i, y_j = y_safe[:, dom], g.at_neighbours(y_safe)  # [N, L], [N, P, L]
+        pair_f, edge_f = pair.to(p_pad.dtype), edge_pair.to(p_pad.dtype)
         g_edge, g_non_edge = g_edge.contiguous(), g_non_edge.contiguous()
         # Dense part.  The coefficient of KL_c(i, o) is alpha(i) beta(c): alpha = g[k, y_i], beta = 1
         # (by label) or alpha = 1, beta = g[k, c] (by channel).  Then
         #   d/d log q_i = -sum_k coef acc_k(i),  d/dq_j = -sum_o coef log q_i,  d/dh_j = sum_o coef.
-        g_qq = torch.zeros_like(qq)  # [N, 2, C, S]
+        g_qq = torch.zeros_like(lg)  # [N, 2, C, S]
         g_lg = torch.empty_like(accs[0])  # [N, 2, C, L]
-        size_keys = torch.arange(k_sizes, device=qq.device)[:, None, None] * c
-        keys_i = (size_keys + y_i).transpose(0, 1).repeat_interleave(8, 1)  # [N, P, L]: key of y_i
+        size_keys = torch.arange(k_sizes, device=lg.device)[:, None, None] * c
+        keys_i = (size_keys + y_i).transpose(0, 1)[:, :, None]  # [N, K, 1, L]: key of y_i, for the 8 offsets of a size
+        per_size = (n, k_sizes, 8, length)
         if by_channel:
             betas = g_non_edge[:, None, None, :, None]  # [K, 1, 1, C, 1]
             torch.mul(accs[0], betas[0], out=g_lg)
@@ -439,50 +454,50 @@ class _PairKL(torch.autograd.Function):
                 g.shifted(g_qq, o).addcmul_(pair_f[:, None, None, o], weighted[o // 8], value=-1)
             received = g.to_neighbours(pair_f)  # [N, K, S]
             g_h = torch.einsum("nks,kc->ncs", received, g_non_edge)[:, None]  # [N, 1, C, S]
-            keys_j = size_keys.view(k_sizes, 1).repeat_interleave(8, 0).view(1, num_p, 1) + y_j
-            keys = torch.stack((keys_i, keys_j), 1)  # [N, 2, P, L]
+            keys_j = (size_keys.view(1, k_sizes, 1, 1) + y_j.view(per_size)).view(n, num_p, length)  # key of y_j
         else:
             alpha = g_non_edge.view(-1).take(size_keys + y_i).view(k_sizes, n, 1, 1, length)
             torch.mul(accs[0], alpha[0], out=g_lg)
             for k in range(1, k_sizes):
                 g_lg.addcmul_(accs[k], alpha[k])
-            weights = pair_f * alpha.view(k_sizes, n, length).transpose(0, 1).repeat_interleave(8, 1)  # [N, P, L]
+            weights = (pair_f.view(per_size) * alpha.view(k_sizes, n, 1, length).transpose(0, 1)).view(n, num_p, length)
             lg_dom = lg[..., dom]
             for o in range(num_p):
                 g.shifted(g_qq, o).addcmul_(weights[:, None, None, o], lg_dom, value=-1)
             g_h = g.to_neighbours(weights).sum(1)[:, None, None]  # [N, 1, 1, S]
-            keys = keys_i[:, None]  # [N, 1, P, L]
+            keys_j = keys_i
         g_qq += g_h  # dh/dq = log q + 1
         g_qq.addcmul_(g_h, lg)
-        g_qq[..., dom].addcdiv_(g_lg, qq[..., dom], value=-1)
-        zero = qq.new_zeros(())
+        g_qq[..., dom].addcdiv_(g_lg, torch.stack((p_pad[..., dom].clamp(CLIP, 1.0), (1 - p_pad[..., dom]).clamp_(CLIP, 1.0)), 1),
+                                value=-1)
+        zero = lg.new_zeros(())
         g_pad = torch.where(p_pad >= CLIP, g_qq[:, 0], zero).sub_(torch.where(1 - p_pad >= CLIP, g_qq[:, 1], zero))
-        # Edge channels: d/dKL of  g_edge[key] max(0, m - KL) - g_non_edge[key] KL  (d [N, 2, P, L]).
-        d = (g_edge.view(-1).take(keys) * (ctx.margin - kl > 0)).add_(g_non_edge.view(-1).take(keys))
-        d.mul_(edge_f[:, None]).neg_()
-        d_a, d_b = d.unbind(1)
+        # Edge channels: d/dKL of  g_edge[key] max(0, m - KL) - g_non_edge[key] KL  (d_a, d_b [N, P, L]).
+        ge, gn = g_edge.view(-1), g_non_edge.view(-1)
+        on_a, on_b = hinge_on.unbind(1)
+        d_a = (ge.take(keys_i) * on_a.view(per_size)).add_(gn.take(keys_i)).view(n, num_p, length).mul_(edge_f).neg_()
+        if by_channel:
+            d_b = (ge.take(keys_j) * on_b).add_(gn.take(keys_j))
+        else:
+            d_b = (ge.take(keys_i) * on_b.view(per_size)).add_(gn.take(keys_i)).view(n, num_p, length)
+        d_b.mul_(edge_f).neg_()
         oq, oqb, olq, olqb = _bernoulli(own)
         # KL_a = qa (log qa - log oq_i) + qba (log qba - log oqb_i), qa from p_{j,a}, oq_i from p_{i,a}:
-        #   d/dp_{j,a} = [p_{j,a} >= clip] (log qa - log oq_i + 1) - [1 - p_{j,a} >= clip] (log qba - log oqb_i + 1)
+        #   d/dp_{j,a} = fa (from the forward pass);
         #   d/dp_{i,a} = -[p_{i,a} >= clip] qa / oq_i + [1 - p_{i,a} >= clip] qba / oqb_i
-        d_ja = torch.where(cross_a >= CLIP, lqa - olq[:, None, dom] + 1, zero)
-        d_ja -= torch.where(1 - cross_a >= CLIP, lqba - olqb[:, None, dom] + 1, zero)
-        d_ja *= d_a
+        d_ja = fa * d_a
         sums_i = torch.stack(((d_a * cross_a.clamp(CLIP, 1.0)).sum(1), (d_a * (1 - cross_a).clamp_(CLIP, 1.0)).sum(1)))
         d_own = torch.zeros_like(own)  # [N, S]: d/dp_{i, y_i}
         d_own[:, dom] = (torch.where(own[:, dom] >= CLIP, sums_i[0] / oq[:, dom], zero).neg_()
                          + torch.where(1 - own[:, dom] >= CLIP, sums_i[1] / oqb[:, dom], zero))
         # KL_b = h(p_{j,b}) - oq_j log qb - oqb_j log qbb, with qb, qbb from p_{i,b}:
         #   d/dp_{j,b} = [p_{j,b} >= clip] (log oq_j + 1 - log qb) - [1 - p_{j,b} >= clip] (log oqb_j + 1 - log qbb)
-        #   d/dp_{i,b} = -[p_{i,b} >= clip] oq_j / qb + [1 - p_{i,b} >= clip] oqb_j / qbb
+        #   d/dp_{i,b} = fb (from the forward pass)
         moved = g.to_neighbours(torch.stack((d_b, d_b * lqb, d_b * lqbb)).view(3 * n, num_p, length))
         moved = moved.sum(1).view(3, n, -1)  # [3, N, S]: sums over the pairs whose neighbour is j
         d_own += torch.where(own >= CLIP, (olq + 1) * moved[0] - moved[1], zero)
         d_own -= torch.where(1 - own >= CLIP, (olqb + 1) * moved[0] - moved[2], zero)
-        at_j = g.at_neighbours(torch.stack((oq, oqb)).view(2 * n, -1)).view(2, n, num_p, length)
-        d_ib = torch.where(cross_b >= CLIP, at_j[0] / cross_b.clamp(CLIP, 1.0), zero).neg_()
-        d_ib += torch.where(1 - cross_b >= CLIP, at_j[1] / (1 - cross_b).clamp_(CLIP, 1.0), zero)
-        d_ib *= d_b
+        d_ib = fb * d_b
         g_pad.scatter_add_(1, y_safe[:, None], d_own[:, None])
         g_pad[..., dom].scatter_add_(1, y_j, d_ib)
         for o in range(num_p):
