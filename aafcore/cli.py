@@ -33,7 +33,6 @@ from aafcore.datasets import DATASETS, SYNTHETIC_PROFILES, generate_synthetic
 from aafcore.errors import one_line
 from aafcore.evaluate import PAPER_SCALES, InferenceConfig, evaluate_run
 from aafcore.launch import EXECUTORS, Launcher
-from aafcore.reproduce import reproduce
 from aafcore.runs import check_writable_dir, environment
 from aafcore.train import train
 
@@ -150,6 +149,8 @@ def _reproduce(args) -> int:
                          f"-p data_root DIR), see the book's reproduction chapter")
     if args.data_root is not None and not os.path.isdir(args.data_root):
         raise FileNotFoundError(f"data root not found: {args.data_root}")
+    from aafcore.reproduce import reproduce   # it imports the report package: only for this command
+
     launcher = Launcher(jobs=args.jobs, executor=args.executor, partition=args.partition, time_min=args.time_min,
                         gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job)
     return reproduce(args.profile, results_root=args.results, data_root=args.data_root, force=args.force,

@@ -29,12 +29,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Job", "Launcher", "EXECUTORS", "execute", "execute_or_describe", "describe_failure",
-           "fold_values", "fold_parameter_cells", "tag_parameter_cells", "drop_widgets", "relative_paths",
+           "fold_values", "fold_parameter_cells", "drop_widgets", "relative_paths",
            "clean_executed_copy", "clean_copies", "run_stage"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,9 +176,6 @@ def fold_parameter_cells(nb) -> bool:
     del nb.cells[injected]
     return True
 
-
-# earlier name, kept for aafcore.reproduce's re-export
-tag_parameter_cells = fold_parameter_cells
 
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -356,6 +354,7 @@ def _run_side_by_side(jobs: list[Job], launcher: Launcher, report) -> list[str |
     def one(job: Job) -> str | None:
         with lock:
             slot = free.pop()
+        started = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, "-m", "aafcore.launch", job.to_json()], cwd=ROOT,
                                   env=_slot_env(slot, launcher), capture_output=True, text=True)
@@ -365,7 +364,7 @@ def _run_side_by_side(jobs: list[Job], launcher: Launcher, report) -> list[str |
         lines = proc.stdout.strip().splitlines()
         failure = None if proc.returncode == 0 else (lines[-1] if lines else
                                                      f"{job.name}: exit {proc.returncode}: {proc.stderr[-300:]}")
-        report(job, failure)
+        report(job, failure, time.perf_counter() - started)
         return failure
 
     with ThreadPoolExecutor(launcher.jobs) as pool:
@@ -387,6 +386,7 @@ def _run_submitit(jobs: list[Job], launcher: Launcher, report) -> list[str | Non
     if launcher.partition:
         params["slurm_partition"] = launcher.partition
     executor.update_parameters(**params)
+    submitted = time.perf_counter()
     with executor.batch():
         handles = [executor.submit(execute_or_describe, job.to_json()) for job in jobs]
     failures = []
@@ -395,14 +395,15 @@ def _run_submitit(jobs: list[Job], launcher: Launcher, report) -> list[str | Non
             failure = handle.result()
         except Exception as exc:  # noqa: BLE001 - a job that died (time limit, node failure)
             failure = f"{job.name}: submitit job {handle.job_id} failed: {' '.join(str(exc).split())[-300:]}"
-        report(job, failure)
+        report(job, failure, time.perf_counter() - submitted)   # queueing included
         failures.append(failure)
     return failures
 
 
 def run_stage(jobs: list[Job], launcher: Launcher, report) -> list[str | None]:
-    """Run independent ``jobs`` as ``launcher`` says; ``report(job, failure_or_None)`` is called as
-    each ends.  Returns the failure lines (None for a success), in job order."""
+    """Run independent ``jobs`` as ``launcher`` says; ``report(job, failure_or_None, seconds)`` is
+    called as each ends, ``seconds`` its own wall time (through submitit: since the submission).
+    Returns the failure lines (None for a success), in job order."""
     if not jobs:
         return []
     if launcher.executor != "local":
@@ -411,8 +412,9 @@ def run_stage(jobs: list[Job], launcher: Launcher, report) -> list[str | None]:
         return _run_side_by_side(jobs, launcher, report)
     failures = []
     for job in jobs:
+        started = time.perf_counter()
         failures.append(execute_or_describe(job.to_json()))
-        report(job, failures[-1])
+        report(job, failures[-1], time.perf_counter() - started)
     return failures
 
 

@@ -53,9 +53,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torchvision
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock
 
 __all__ = [
     "BASES",
@@ -143,6 +141,8 @@ class _NarrowResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        from torchvision.models.resnet import BasicBlock   # torchvision: imported when a network is built
+
         downsample = None
         if stride != 1 or self.inplanes != planes:
             downsample = nn.Sequential(
@@ -156,6 +156,8 @@ class _NarrowResNet(nn.Module):
 
 
 def _make_backbone(name: str) -> ResNetBackbone:
+    import torchvision   # here, not at the top: importing aafcore (and `aaf --help`) stays fast
+
     if name in ("resnet50", "resnet101"):
         resnet = getattr(torchvision.models, name)(weights=None, replace_stride_with_dilation=[False, True, True])
     else:

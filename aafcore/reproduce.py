@@ -36,12 +36,13 @@ from aafcore.crf import CRFParams, crf_params
 from aafcore.datasets import SYNTHETIC_PROFILES, build_dataset, synthetic_meta
 from aafcore.evaluate import evaluation_hash, evaluation_tag
 from aafcore.inference import InferenceConfig
-from aafcore.launch import Job, Launcher, run_stage, tag_parameter_cells
+from aafcore.launch import Job, Launcher, run_stage
 from aafcore.report.protocol import PROTOCOL_PATH, load_protocol, protocol_dirty
 from aafcore.runs import check_writable_dir, locked
 
-__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "STUDY_REPORTS", "STUDY_PAGES", "Job", "Launcher", "plan", "reproduce",
-           "book_notebooks", "results_digest", "tag_parameter_cells"]
+__all__ = ["RunSet", "EvaluationSet", "RUNS", "EVALUATIONS", "REPORTS", "SMOKE_TUTORIAL", "STUDY_REPORTS", "STUDY_PAGES",
+           "Job", "Launcher", "plan", "reproduce",
+           "book_notebooks", "results_digest"]
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -94,6 +95,8 @@ EVALUATIONS: tuple[EvaluationSet, ...] = (
 # the book's results notebooks, in the order they run (each reads results/ only)
 REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain",
            "results_cost", "figure5", "claims", "performance", "tutorial", "study_setup", "study_results", "intro")
+# the smoke profile checks that the tutorial runs, on a smaller toy experiment than the book's
+SMOKE_TUTORIAL = {"seeds": [0, 1], "steps": 12}
 STUDY_REPORTS = ("study_setup", "study_results", "intro")   # executed into the book only (they read results/study)
 # the results notebooks that also show the study (benchmark v2): executed into book/study/ with
 # profile "study", the book's main results; the cpu profile's copies in book/ are its v1 appendix
@@ -245,7 +248,7 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
             continue
         params = {"profile": profile, "dataset": dataset, "results_root": str(results_root)}
         if report in ("tutorial", "performance", *STUDY_REPORTS):   # no run results of the profile
-            params = {}
+            params = dict(SMOKE_TUTORIAL) if report == "tutorial" and profile == "smoke" else {}
         jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params,
                         inputs=study if report in STUDY_REPORTS else None))
     for page in STUDY_PAGES if in_book else ():
@@ -337,15 +340,12 @@ def _run_jobs(profile: str, dataset: str, results_root: str | Path, data_root, f
     upstream_ran = False
     for kind in ("train", "evaluate", "report"):
         todo = _pending([j for j in jobs if j.kind == kind], numbered, force, dry_run, upstream_ran)
-        last = [time.perf_counter()]
 
-        def report(job: Job, failure: str | None) -> None:
-            now = time.perf_counter()
+        def report(job: Job, failure: str | None, seconds: float) -> None:
             if failure is None:
-                print(f"{numbered[id(job)]}: done in {now - last[0]:.0f} s", flush=True)
+                print(f"{numbered[id(job)]}: done in {seconds:.0f} s", flush=True)
             else:
                 print(f"{numbered[id(job)]}: FAILED ({failure})", flush=True)
-            last[0] = now
 
         outcome = run_stage(todo, launcher if kind != "report" else Launcher(), report)
         for job in todo:

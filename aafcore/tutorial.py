@@ -238,8 +238,10 @@ def seed_study(seeds=(0, 1, 2), steps: int = 150, methods: tuple[str, ...] = MET
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_set_threads, initargs=(torch.get_num_threads(),)) as pool:
-            futures = [pool.submit(train_toy, *job, **options) for job in jobs]
-            done = [f.result() for f in futures]
+            # the slowest trainings (AAF, then affinity) first, so that the two workers end together
+            order = sorted(range(len(jobs)), key=lambda i: -METHODS.index(jobs[i][0]) if jobs[i][0] in METHODS else 0)
+            futures = {i: pool.submit(train_toy, *jobs[i], **options) for i in order}
+            done = [futures[i].result() for i in range(len(jobs))]
     else:
         done = [train_toy(*job, **options) for job in jobs]
     runs = {seed: {} for seed in seeds}

@@ -11,7 +11,6 @@ the README cannot drift from the results: ``tests/test_project.py`` compares the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -32,10 +31,8 @@ def summary(results_root: str | Path = ROOT / "results") -> str:
         df = report.load_results("study", "synthetic", results_root)
     except FileNotFoundError:
         df = pd.DataFrame(columns=["run", "tag", "base", "method", "seed", "kernel_sizes", "weight_by", "miou"])
-    gpu_file = Path(results_root) / "benchmarks" / "train_step_cuda.json"
-    gpu = json.loads(gpu_file.read_text()) if gpu_file.is_file() else None
     return study.readme_summary(df, protocol, report.study_ledger(df, protocol) if len(df) else None,
-                                study.compute_budget(protocol, results_root, gpu))
+                                study.compute_budget(protocol, results_root))
 
 
 def main(argv=None) -> int:

@@ -179,7 +179,9 @@ def test_the_compute_budget_projects_the_landed_runs_to_the_whole_protocol(tmp_p
     (root / "pspnet-baseline-s100-cx" / "metrics.json").write_text(json.dumps({"provenance": {"median_step_seconds": 9.0}}))
     gpu = {"device": "GPU X", "backbone": "resnet50", "batch_size": 16, "crop_size": 224,
            "results": [{"method": "baseline", "median_ms": 40.0}, {"method": "aaf", "median_ms": 48.0}]}
-    b = study.compute_budget(protocol, tmp_path, gpu)
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "train_step_cuda.json").write_text(json.dumps(gpu))
+    b = study.compute_budget(protocol, tmp_path)
     steps = protocol.training["length_rule"]["chosen_steps"]
     assert (b["planned"], b["landed"], b["timed"]) == (80, 3, 2) and b["step_s"] == pytest.approx(0.9)
     assert b["run_min"] == pytest.approx(steps * 0.9 / 60) and b["train_machine_h"] == pytest.approx(80 * steps * 0.9 / 60 / 2 / 60)

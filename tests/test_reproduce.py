@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from aafcore.reproduce import EVALUATIONS, REPORTS, RUNS, STUDY_PAGES, STUDY_REPORTS, book_notebooks, nbval_notebooks, plan
+from aafcore.reproduce import (EVALUATIONS, REPORTS, RUNS, SMOKE_TUTORIAL, STUDY_PAGES, STUDY_REPORTS, book_notebooks,
+                               nbval_notebooks, plan)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,6 +86,10 @@ def test_reproduce_runs_skips_and_reports_a_failing_cell(smoke_data, tmp_path):
     assert (run / "eval" / "test-source-ms" / "metrics.json").is_file()
     reports = results / "smoke" / "synthetic" / "reports"
     assert sorted(p.stem for p in reports.glob("*.ipynb")) == sorted(set(REPORTS) - set(STUDY_REPORTS))
+    # the smoke profile's tutorial: the smaller toy experiment, whose numbers the page shows
+    tutorial = nbformat.read(reports / "tutorial.ipynb", as_version=4)
+    assert tutorial.metadata["aafcore"]["parameters"] == SMOKE_TUTORIAL
+    assert "seeds = (0, 1), steps = 12" in "".join(o.get("text", "") for c in tutorial.cells for o in c.get("outputs", []))
 
     second = _reproduce(*args)
     assert second.returncode == 0 and second.stdout.count("finished, skipped") == 13, second.stdout

@@ -17,7 +17,7 @@ import pandas as pd
 from aafcore.report.ledger import claim_differences
 from aafcore.report.protocol import ClaimSpec, Protocol, Side
 from aafcore.report.results import method_label
-from aafcore.report.stats import VERDICT_COLOURS, VERDICTS, paired_test
+from aafcore.report.stats import VERDICTS, paired_test, verdict_css
 
 __all__ = ["claim_label", "claim_effects", "plot_claim_effects", "verdict_table", "answer_sentences"]
 
@@ -143,11 +143,7 @@ def verdict_table(effects: pd.DataFrame, level: float = 0.95):
         "seeds": effects["n"],
         "verdict": effects["verdict"],
     })
-
-    def colour(value):
-        return f"background-color: {VERDICT_COLOURS[value]}" if value in VERDICT_COLOURS else ""
-
-    return (table.style.hide(axis="index").map(colour, subset=["verdict"]).set_uuid("landing-verdicts")
+    return (table.style.hide(axis="index").map(verdict_css, subset=["verdict"]).set_uuid("landing-verdicts")
             .set_td_classes(pd.DataFrame({ours: "aaf-nowrap", "claim": "aaf-nowrap", "verdict": "aaf-nowrap"},
                                          index=table.index, columns=table.columns).fillna(""))
             .set_properties(subset=["what the paper says"], **{"text-align": "left"}))

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _scipy_stats
 
-__all__ = ["VERDICTS", "ALTERNATIVES", "PAIRED_VERDICT_RULES", "VERDICT_COLOURS", "metric_scale",
+__all__ = ["VERDICTS", "ALTERNATIVES", "PAIRED_VERDICT_RULES", "VERDICT_COLOURS", "verdict_css", "metric_scale",
            "paired_differences", "PairedTest", "paired_test", "holm", "corrected_alpha", "ci_verdict",
            "every_class_verdict", "ledger_frame", "style_ledger"]
 
@@ -500,19 +500,21 @@ def ledger_frame(claims: Mapping[str, object], paper_effects: Mapping[str, float
     return out
 
 
+def verdict_css(verdict) -> str:
+    """The CSS of a verdict cell in a pandas ``Styler``: its :data:`VERDICT_COLOURS` background, or ``""``."""
+    return f"background-color: {VERDICT_COLOURS[verdict]}" if verdict in VERDICT_COLOURS else ""
+
+
 def style_ledger(frame: pd.DataFrame, digits: int = 2):
     """:func:`ledger_frame` as a pandas ``Styler`` for the book: the verdict cells coloured
     (:data:`VERDICT_COLOURS`: green holds, red does not hold, orange not reproduced, grey
     inconclusive), differences, intervals and effects with ``digits`` decimals, p-values with
     3 significant digits, missing numbers as "-"."""
-    def colour(value):
-        return f"background-color: {VERDICT_COLOURS[value]}" if value in VERDICT_COLOURS else ""
-
     numbers = {c: f"{{:.{digits}f}}" for c in ("d", "ci_low", "ci_high", "paper_effect") if c in frame.columns}
     numbers.update({c: "{:.3g}" for c in ("p", "p_holm") if c in frame.columns})
     if "ci_level" in frame.columns:
         numbers["ci_level"] = "{:.4%}"
     styler = frame.style.format(numbers, na_rep="-")
     if "verdict" in frame.columns:
-        styler = styler.map(colour, subset=["verdict"])
+        styler = styler.map(verdict_css, subset=["verdict"])
     return styler

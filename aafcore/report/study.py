@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from aafcore.report.protocol import Protocol, protocol_commit, protocol_dirty
+from aafcore.report.results import load_benchmark
 from aafcore.report.tables import method_table, table
 from aafcore.runs import read_json
 
@@ -293,7 +294,7 @@ def readme_block(text: str) -> str:
     return text[start:end + len(README_END)]
 
 
-def compute_budget(protocol: Protocol, results_root: str | Path = "results", gpu_step: dict | None = None) -> dict:
+def compute_budget(protocol: Protocol, results_root: str | Path = "results") -> dict:
     """How long the study takes, from what its landed runs recorded (``provenance`` of each
     ``metrics.json``), projected to every training and evaluation the protocol lists.
 
@@ -305,9 +306,9 @@ def compute_budget(protocol: Protocol, results_root: str | Path = "results", gpu
       every evaluation of the protocol at those means (tags never timed are left out, listed in
       ``untimed``), one at a time;
     * ``landed`` / ``planned``: trainings; ``slowest_eval_s``: the slowest tag's mean;
-    * with ``gpu_step`` (a ``results/benchmarks/train_step_cuda.json`` dict), ``gpu_run_min``: one
-      run's training at that file's AAF step time (a larger network than the study's: an upper
-      bound) and ``gpu_train_h`` every training one after the other.
+    * when ``results_root/benchmarks/train_step_cuda.json`` exists (:func:`~aafcore.report.results.load_benchmark`),
+      ``gpu_run_min``: one run's training at that file's AAF step time (a larger network than the
+      study's: an upper bound) and ``gpu_train_h`` every training one after the other.
 
     Numbers are None where nothing has been measured."""
     root = Path(results_root) / "study" / "synthetic"
@@ -339,6 +340,7 @@ def compute_budget(protocol: Protocol, results_root: str | Path = "results", gpu
            "eval_machine_h": sum(eval_s[t] * n for t, n in planned_evals.items() if t in eval_s) / 3600 if eval_s else None,
            "untimed": sorted(t for t in planned_evals if t not in eval_s),
            "slowest_eval_s": max(eval_s.values()) if eval_s else None, "gpu_run_min": None, "gpu_train_h": None}
+    gpu_step = load_benchmark(results_root, "train_step_cuda")
     if gpu_step:
         aaf = next((r for r in gpu_step["results"] if r["method"] == "aaf"), None)
         if aaf:
