@@ -30,8 +30,8 @@ from aafcore.report.tables import (KERNEL_SIZE_SETS, METRICS, class_order, compa
                                    seed_values, table)
 from aafcore.report.cost import cost_table, inference_cost_note, run_time_table, training_cost_table
 from aafcore.report.claims import CLAIMS, VERDICT_RULES, Claim, claims_ledger, ledger_table, verdict, verdict_summary
-from aafcore.report.performance import (GPU_STEP_BENCHMARKS, cuda_check_table, gpu_runs_table, gpu_step_table,
-                                        inference_benchmark_table, loss_benchmark_table, provenance_line,
+from aafcore.report.performance import (GPU_STEP_BENCHMARKS, LOSS_LABELS, cuda_check_table, gpu_runs_table, gpu_step_table,
+                                        inference_benchmark_table, loss_benchmark_file, loss_benchmark_table, provenance_line,
                                         short_commit, step_benchmark_table)
 from aafcore.report.run import (evaluation_time_sentence, metrics_sentence, metrics_summary, per_class_frame,
                                 run_summary)
@@ -54,7 +54,8 @@ __all__ = [
     # claims
     "VERDICT_RULES", "verdict", "Claim", "CLAIMS", "claims_ledger", "ledger_table", "verdict_summary",
     # performance
-    "GPU_STEP_BENCHMARKS", "short_commit", "provenance_line", "loss_benchmark_table", "step_benchmark_table",
+    "GPU_STEP_BENCHMARKS", "LOSS_LABELS", "short_commit", "provenance_line", "loss_benchmark_file", "loss_benchmark_table",
+    "step_benchmark_table",
     "inference_benchmark_table", "gpu_step_table", "cuda_check_table", "gpu_runs_table",
     # run
     "per_class_frame", "run_summary", "metrics_sentence", "metrics_summary", "evaluation_time_sentence",

@@ -22,17 +22,19 @@ from aafcore.report.results import (METHOD_ORDER, base_label, benchmark_path, lo
                                     select_rows)
 from aafcore.report.tables import MISSING
 
-__all__ = ["GPU_STEP_BENCHMARKS", "short_commit", "provenance_line", "loss_benchmark_table", "step_benchmark_table",
-           "inference_benchmark_table", "gpu_step_table", "cuda_check_table", "gpu_runs_table"]
+__all__ = ["GPU_STEP_BENCHMARKS", "LOSS_LABELS", "short_commit", "provenance_line", "loss_benchmark_file",
+           "loss_benchmark_table", "step_benchmark_table", "inference_benchmark_table", "gpu_step_table", "cuda_check_table", "gpu_runs_table"]
 
 # train-step benchmark files on the GPU -> the setting they time
 GPU_STEP_BENCHMARKS = {"train_step_cuda": "gpu profile", "train_step_cuda_voc": "VOC step",
                        "train_step_cuda_cityscapes": "Cityscapes per GPU"}
-# benchmarks/aaf_loss.py's columns -> (header, scale): the official data flow's port is "naive"
+# benchmarks/aaf_loss.py's columns -> (header, scale): the official data flow's port is "naive"; the
+# cross-entropy columns (CE ms, aafcore / CE) are shown when the file has them
 _LOSS_COLUMNS = {"edge_pair_fraction": ("edge pairs %", 100.0), "naive_ms": ("naive ms", 1.0),
-                 "aafcore_ms": ("aafcore ms", 1.0), "speedup": ("speed-up ×", 1.0),
-                 "naive_peak_mib": ("naive peak MiB", 1.0), "aafcore_peak_mib": ("aafcore peak MiB", 1.0),
-                 "memory_ratio": ("memory ×", 1.0)}
+                 "aafcore_ms": ("aafcore ms", 1.0), "ce_ms": ("CE ms", 1.0), "speedup": ("speed-up ×", 1.0),
+                 "aafcore_to_ce": ("aafcore / CE", 1.0), "naive_peak_mib": ("naive peak MiB", 1.0),
+                 "aafcore_peak_mib": ("aafcore peak MiB", 1.0), "memory_ratio": ("memory ×", 1.0)}
+LOSS_LABELS = ("scenes", "blocks", "noise")   # benchmarks/aaf_loss.py --labels
 # benchmarks/evaluate.py's timings -> the row label
 _INFERENCE_ROWS = {"network_single_scale": "network, single scale", "network_multiscale_flip": "network, multi-scale + flip",
                    "crf": "dense CRF", "metrics": "all metrics"}
@@ -79,21 +81,44 @@ def _missing(results_root, name: str) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame(), f"*Not measured here: `{benchmark_path(results_root, name)}` not found.*"
 
 
-def loss_benchmark_table(results_root="results", device: str = "cpu") -> tuple[pd.DataFrame, str]:
+def loss_benchmark_file(device: str = "cpu", labels: str = "scenes") -> str:
+    """The benchmark name of ``benchmarks/aaf_loss.py --labels labels`` on ``device``:
+    ``aaf_loss_cpu`` for scene-like labels, ``aaf_loss_cpu_blocks`` / ``aaf_loss_cpu_noise`` else."""
+    return f"aaf_loss_{device}" if labels == "scenes" else f"aaf_loss_{device}_{labels}"
+
+
+def loss_benchmark_table(results_root="results", device: str = "cpu", labels=("scenes",)) -> tuple[pd.DataFrame, str]:
     """``benchmarks/aaf_loss.py``: the AAF loss (forward + backward) against a port of the official
-    data flow (``naive``), one row per logits shape ``N×C×H×W``: the share of edge pairs (%),
-    the time of each (ms) and the speed-up, the peak memory of each (MiB) and its ratio."""
-    name = f"aaf_loss_{device}"
-    d = load_benchmark(results_root, name)
-    if d is None:
-        return _missing(results_root, name)
-    rows = pd.DataFrame(d["results"])
-    prov = rows.pop("provenance").iloc[0]
-    frame = pd.DataFrame({header: rows[column].astype(float) * scale
-                          for column, (header, scale) in _LOSS_COLUMNS.items()})
-    frame.index = pd.Index([_shape(s) for s in rows["shape"]], name="N×C×H×W")
-    note = (f"Kernel sizes {', '.join(str(k) for k in d['kernel_sizes'])}, forward + backward, float32, "
-            f"median of {d['reps']}; *{provenance_line(prov)}*")
+    data flow (``naive``), one row per logits shape ``N×C×H×W`` (and label kind, when ``labels``
+    names several: index ``(labels, N×C×H×W)``): the share of edge pairs (%), the time of each (ms),
+    cross-entropy's when measured, the speed-up and AAF's time over CE's, the peak memory of each
+    (MiB) and its ratio.  A label kind whose file is missing is named in the note."""
+    frames, provenances, missing, header = {}, [], [], None
+    for kind in labels:
+        name = loss_benchmark_file(device, kind)
+        d = load_benchmark(results_root, name)
+        if d is None:
+            missing.append(name)
+            continue
+        rows = pd.DataFrame(d["results"])
+        provenances.append(provenance_line(rows.pop("provenance").iloc[0]))
+        frame = pd.DataFrame({head: rows[column].astype(float) * scale
+                              for column, (head, scale) in _LOSS_COLUMNS.items() if column in rows.columns})
+        frame.index = pd.Index([_shape(s) for s in rows["shape"]], name="N×C×H×W")
+        frames[kind] = frame
+        header = header or (f"Kernel sizes {', '.join(str(k) for k in d['kernel_sizes'])}, forward + backward, "
+                            f"float32, median of {d['reps']}")
+    if not frames:
+        return _missing(results_root, loss_benchmark_file(device, labels[0]))
+    if len(labels) == 1:
+        frame = next(iter(frames.values()))
+    else:
+        frame = pd.concat(frames, names=["labels"])
+    where = (f"*{provenances[0]}*" if len(set(provenances)) == 1 else
+             "; ".join(f"{kind}: *{p}*" for kind, p in zip(frames, provenances)))
+    note = f"{header}; {where}"
+    if missing:
+        note += " Not measured here: " + ", ".join(f"`{benchmark_path(results_root, m)}`" for m in missing) + "."
     return frame, note
 
 
