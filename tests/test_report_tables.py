@@ -365,6 +365,27 @@ def test_gpu_benchmark_tables_name_the_gpu(tmp_path):
                     "PSPNet ok, AAF FAILED; a smoke run end to end: ok (GPU X).")
 
 
+def test_the_loss_benchmark_of_several_label_kinds_is_one_table_with_cross_entropy(tmp_path):
+    prov = {"git_commit": "feedfacefeedface", "torch": "2.1", "device": "AMD EPYC (2 threads)", "date": "2026-01-03"}
+
+    def row(shape, aaf, ce):
+        return {"device": "cpu", "shape": shape, "edge_pair_fraction": 0.5, "naive_ms": 400.0, "aafcore_ms": aaf,
+                "ce_ms": ce, "speedup": 400.0 / aaf, "aafcore_to_ce": aaf / ce, "naive_peak_mib": 600.0,
+                "aafcore_peak_mib": 60.0, "memory_ratio": 10.0, "provenance": prov}
+
+    for kind, aaf in (("scenes", 20.0), ("blocks", 25.0)):
+        _json(tmp_path / "benchmarks" / f"{report.loss_benchmark_file('cpu', kind)}.json",
+              {"kernel_sizes": [3, 5, 7], "reps": 5, "labels": kind,
+               "results": [row([8, 21, 42, 42], aaf, 2.0), row([8, 19, 90, 90], 4 * aaf, 5.0)]})
+    assert report.loss_benchmark_file("cpu", "scenes") == "aaf_loss_cpu"
+    frame, note = report.loss_benchmark_table(tmp_path, "cpu", report.LOSS_LABELS)
+    assert frame.index.names == ["labels", "N×C×H×W"] and list(frame.index.get_level_values(0)) == ["scenes"] * 2 + ["blocks"] * 2
+    assert {"CE ms", "aafcore / CE"} <= set(frame.columns)
+    assert frame.loc[("blocks", "8×19×90×90"), "aafcore / CE"] == pytest.approx(20.0)
+    assert note.count("commit feedfacefeed") == 1                 # one provenance for files that share it
+    assert "aaf_loss_cpu_noise.json" in note and "Not measured here" in note
+
+
 def test_a_missing_benchmark_file_gives_an_empty_table_and_says_which(tmp_path):
     for frame, note in (report.loss_benchmark_table(tmp_path, "cuda"), report.step_benchmark_table(tmp_path),
                         report.inference_benchmark_table(tmp_path), report.gpu_step_table(tmp_path),
