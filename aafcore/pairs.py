@@ -465,7 +465,6 @@ class _PairKL(torch.autograd.Function):
             for o in range(num_p):
                 g.shifted(g_qq, o).addcmul_(weights[:, None, None, o], lg_dom, value=-1)
             g_h = g.to_neighbours(weights).sum(1)[:, None, None]  # [N, 1, 1, S]
-            keys_j = keys_i
         g_qq += g_h  # dh/dq = log q + 1
         g_qq.addcmul_(g_h, lg)
         g_qq[..., dom].addcdiv_(g_lg, torch.stack((p_pad[..., dom].clamp(CLIP, 1.0), (1 - p_pad[..., dom]).clamp_(CLIP, 1.0)), 1),
@@ -474,12 +473,13 @@ class _PairKL(torch.autograd.Function):
         g_pad = torch.where(p_pad >= CLIP, g_qq[:, 0], zero).sub_(torch.where(1 - p_pad >= CLIP, g_qq[:, 1], zero))
         # Edge channels: d/dKL of  g_edge[key] max(0, m - KL) - g_non_edge[key] KL  (d_a, d_b [N, P, L]).
         ge, gn = g_edge.view(-1), g_non_edge.view(-1)
+        ge_i, gn_i = ge.take(keys_i), gn.take(keys_i)  # [N, K, 1, L]: the key of y_i
         on_a, on_b = hinge_on.unbind(1)
-        d_a = (ge.take(keys_i) * on_a.view(per_size)).add_(gn.take(keys_i)).view(n, num_p, length).mul_(edge_f).neg_()
-        if by_channel:
+        d_a = (ge_i * on_a.view(per_size)).add_(gn_i).view(n, num_p, length).mul_(edge_f).neg_()
+        if by_channel:  # channel b is keyed by y_j
             d_b = (ge.take(keys_j) * on_b).add_(gn.take(keys_j))
         else:
-            d_b = (ge.take(keys_i) * on_b.view(per_size)).add_(gn.take(keys_i)).view(n, num_p, length)
+            d_b = (ge_i * on_b.view(per_size)).add_(gn_i).view(n, num_p, length)
         d_b.mul_(edge_f).neg_()
         oq, oqb, olq, olqb = _bernoulli(own)
         # KL_a = qa (log qa - log oq_i) + qba (log qba - log oqb_i), qa from p_{j,a}, oq_i from p_{i,a}:

@@ -231,6 +231,8 @@ def seed_study(seeds=(0, 1, 2), steps: int = 150, methods: tuple[str, ...] = MET
     ``workers > 1`` runs the (seed, method) trainings in that many fresh processes (``spawn``), each
     with the caller's torch thread count, so the results are the same as with ``workers=1``.
     """
+    if unknown := [m for m in methods if m not in METHODS]:
+        raise ValueError(f"seed_study: methods must be among {METHODS}, got {unknown[0]!r}")
     jobs = [(m, steps, seed) for seed in seeds for m in methods]
     if workers > 1:
         import multiprocessing
@@ -239,7 +241,7 @@ def seed_study(seeds=(0, 1, 2), steps: int = 150, methods: tuple[str, ...] = MET
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_set_threads, initargs=(torch.get_num_threads(),)) as pool:
             # the slowest trainings (AAF, then affinity) first, so that the two workers end together
-            order = sorted(range(len(jobs)), key=lambda i: -METHODS.index(jobs[i][0]) if jobs[i][0] in METHODS else 0)
+            order = sorted(range(len(jobs)), key=lambda i: -METHODS.index(jobs[i][0]))
             futures = {i: pool.submit(train_toy, *jobs[i], **options) for i in order}
             done = [futures[i].result() for i in range(len(jobs))]
     else:

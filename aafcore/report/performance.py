@@ -23,7 +23,8 @@ from aafcore.report.results import (METHOD_ORDER, base_label, benchmark_path, lo
 from aafcore.report.tables import MISSING
 
 __all__ = ["GPU_STEP_BENCHMARKS", "LOSS_LABELS", "short_commit", "provenance_line", "loss_benchmark_file",
-           "loss_benchmark_table", "step_benchmark_table", "inference_benchmark_table", "gpu_step_table", "cuda_check_table", "gpu_runs_table"]
+           "loss_benchmark_table", "step_benchmark_table", "inference_benchmark_table", "gpu_step_table",
+           "cuda_check_table", "gpu_runs_table"]
 
 # train-step benchmark files on the GPU -> the setting they time
 GPU_STEP_BENCHMARKS = {"train_step_cuda": "gpu profile", "train_step_cuda_voc": "VOC step",
