@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aafcore.pairs import (VALIDATE_MODES, check_inputs, corner_offsets, downsample_labels, pair_kl_sums, pair_tables,
-                            safe_mean)
+from aafcore.pairs import (BACKENDS, VALIDATE_MODES, check_inputs, corner_offsets, downsample_labels, pair_kl_sums,
+                           pair_tables, safe_mean)
 
 __all__ = [
     "AffinityFieldLoss",
@@ -48,16 +48,17 @@ __all__ = [
 
 
 def _affinity(logits: Tensor, labels: Tensor, margin: float, lambda_edge: float, lambda_not_edge: float,
-              ignore_index: int) -> Tensor:
-    edge, non_edge, n_e, n_n = pair_kl_sums(logits, labels, (1,), margin, False, ignore_index)
+              ignore_index: int, backend: str) -> Tensor:
+    edge, non_edge, n_e, n_n = pair_kl_sums(logits, labels, (1,), margin, False, ignore_index, backend)
     return lambda_edge * safe_mean(edge[0].sum(), n_e[0]) + lambda_not_edge * safe_mean(non_edge[0].sum(), n_n[0])
 
 
 def _adaptive(logits: Tensor, labels: Tensor, edge_logits: Tensor, not_edge_logits: Tensor,
               kernel_sizes: tuple[int, ...], margin: float, lambda_edge: float, lambda_not_edge: float,
-              ignore_index: int, weight_by: str) -> Tensor:
+              ignore_index: int, weight_by: str, backend: str) -> Tensor:
     half = tuple((k - 1) // 2 for k in kernel_sizes)
-    edge, non_edge, n_e, n_n = pair_kl_sums(logits, labels, half, margin, weight_by == "channel", ignore_index)
+    edge, non_edge, n_e, n_n = pair_kl_sums(logits, labels, half, margin, weight_by == "channel", ignore_index,
+                                            backend)
     w_e = edge_logits.softmax(1).t().to(edge.dtype)   # [K, C]
     w_n = not_edge_logits.softmax(1).t().to(edge.dtype)
     return (lambda_edge * safe_mean((w_e * edge).sum(1), n_e)
@@ -106,12 +107,14 @@ def _empty_batch(logits: Tensor, *weights: Tensor) -> Tensor | None:
 
 
 def affinity_field_loss(logits: Tensor, labels: Tensor, margin: float = 3.0, lambda_edge: float = 1.0,
-                        lambda_not_edge: float = 1.0, ignore_index: int = 255, validate: str = "auto") -> Tensor:
+                        lambda_not_edge: float = 1.0, ignore_index: int = 255, validate: str = "auto",
+                        backend: str = "auto") -> Tensor:
     r"""The affinity field loss (Eq. 3) as a function; see :class:`AffinityFieldLoss` for the equation.
 
     ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]`` (values in ``[0, C)`` or
     ``ignore_index``) at the logits' resolution.  Returns a scalar.  ``validate``: how the input
-    values are checked (:func:`aafcore.pairs.check_inputs`).
+    values are checked (:func:`aafcore.pairs.check_inputs`); ``backend``: what computes the pair
+    sums (:func:`aafcore.pairs.resolve_backend`).
 
     Example:
         >>> import torch
@@ -130,19 +133,20 @@ def affinity_field_loss(logits: Tensor, labels: Tensor, margin: float = 3.0, lam
     _check_options(name, logits.shape[1], ignore_index)
     empty = _empty_batch(logits)
     return empty if empty is not None else _affinity(logits, labels, margin, lambda_edge, lambda_not_edge,
-                                                     ignore_index)
+                                                     ignore_index, backend)
 
 
 def adaptive_affinity_field_loss(logits: Tensor, labels: Tensor, edge_logits: Tensor, not_edge_logits: Tensor,
                                  kernel_sizes: Sequence[int] = (3, 5, 7), margin: float = 3.0,
                                  lambda_edge: float = 1.0, lambda_not_edge: float = 1.0, ignore_index: int = 255,
-                                 weight_by: str = "label", validate: str = "auto") -> Tensor:
+                                 weight_by: str = "label", validate: str = "auto", backend: str = "auto") -> Tensor:
     r"""The AAF loss (Eq. 6-7) as a function; see :class:`AdaptiveAffinityFieldLoss` for the equation.
 
     ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]``; ``edge_logits`` and
     ``not_edge_logits`` ``[C, K]`` with ``K = len(kernel_sizes)`` (the weights are their softmax
     over sizes).  Returns a scalar, differentiable in the logits and in both weight tensors.
-    ``validate``: how the input values are checked (:func:`aafcore.pairs.check_inputs`).
+    ``validate``: how the input values are checked (:func:`aafcore.pairs.check_inputs`);
+    ``backend``: what computes the pair sums (:func:`aafcore.pairs.resolve_backend`).
 
     Example:
         >>> import torch
@@ -168,7 +172,7 @@ def adaptive_affinity_field_loss(logits: Tensor, labels: Tensor, edge_logits: Te
                              f"{list(getattr(w, 'shape', []))}")
     empty = _empty_batch(logits, edge_logits, not_edge_logits)
     return empty if empty is not None else _adaptive(logits, labels, edge_logits, not_edge_logits, sizes, margin,
-                                                     lambda_edge, lambda_not_edge, ignore_index, weight_by)
+                                                     lambda_edge, lambda_not_edge, ignore_index, weight_by, backend)
 
 
 class AffinityFieldLoss(nn.Module):
@@ -194,6 +198,9 @@ class AffinityFieldLoss(nn.Module):
             ``"auto"`` (default: on the host with a one-line error on the CPU, with asynchronous
             device-side assertions elsewhere, so a training step never waits for the GPU),
             ``"sync"``, ``"async"`` or ``"off"`` (:func:`aafcore.pairs.check_inputs`).
+        backend: what computes the pair sums: ``"auto"`` (default: the fused C++ kernel on CPU
+            tensors when it builds here, dense torch ops on a GPU), ``"cpp"`` or ``"torch"``
+            (:func:`aafcore.pairs.resolve_backend`).  All give the same values and gradients.
 
     Shapes: ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]`` with values in
     ``[0, C)`` or ``ignore_index``, already at the logits' resolution.  Returns a scalar.
@@ -211,13 +218,17 @@ class AffinityFieldLoss(nn.Module):
     """
 
     def __init__(self, num_classes: int, margin: float = 3.0, lambda_edge: float = 1.0,
-                 lambda_not_edge: float = 1.0, ignore_index: int = 255, validate: str = "auto"):
+                 lambda_not_edge: float = 1.0, ignore_index: int = 255, validate: str = "auto",
+                 backend: str = "auto"):
         super().__init__()
         _check_options(type(self).__name__, num_classes, ignore_index, margin=margin, lambda_edge=lambda_edge,
                        lambda_not_edge=lambda_not_edge)
         if validate not in VALIDATE_MODES:
             raise ValueError(f"{type(self).__name__}: validate must be one of {VALIDATE_MODES}, got {validate!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"{type(self).__name__}: backend must be one of {BACKENDS}, got {backend!r}")
         self.validate = validate
+        self.backend = backend
         self.num_classes = num_classes
         self.margin = margin
         self.lambda_edge = lambda_edge
@@ -229,7 +240,7 @@ class AffinityFieldLoss(nn.Module):
                               self.validate)
         empty = _empty_batch(logits)
         return empty if empty is not None else _affinity(logits, labels, self.margin, self.lambda_edge,
-                                                         self.lambda_not_edge, self.ignore_index)
+                                                         self.lambda_not_edge, self.ignore_index, self.backend)
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, margin={self.margin}, lambda_edge={self.lambda_edge}, "
@@ -258,7 +269,8 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
     ``nn.Parameter [C, K]``, zero-initialised (uniform weights).  They are to be *maximised*
     (gradient ascent, e.g. ``torch.optim.SGD(..., maximize=True)``) while the network minimises.
 
-    ``margin``, the λs, ``ignore_index`` and ``validate`` are those of :class:`AffinityFieldLoss`.
+    ``margin``, the λs, ``ignore_index``, ``validate`` and ``backend`` are those of
+    :class:`AffinityFieldLoss`.
 
     Shapes: ``logits`` float ``[N, C, H, W]``; ``labels`` integer ``[N, H, W]``.  Returns a scalar.
 
@@ -277,8 +289,8 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
 
     def __init__(self, num_classes: int, kernel_sizes: Sequence[int] = (3, 5, 7), margin: float = 3.0,
                  lambda_edge: float = 1.0, lambda_not_edge: float = 1.0, ignore_index: int = 255,
-                 weight_by: str = "label", validate: str = "auto"):
-        super().__init__(num_classes, margin, lambda_edge, lambda_not_edge, ignore_index, validate)
+                 weight_by: str = "label", validate: str = "auto", backend: str = "auto"):
+        super().__init__(num_classes, margin, lambda_edge, lambda_not_edge, ignore_index, validate, backend)
         sizes = _check_sizes("AdaptiveAffinityFieldLoss", kernel_sizes, weight_by)
         self.kernel_sizes = sizes
         self.weight_by = weight_by
@@ -304,7 +316,7 @@ class AdaptiveAffinityFieldLoss(AffinityFieldLoss):
         if empty is not None:
             return empty
         return _adaptive(logits, labels, self.edge_logits, self.not_edge_logits, self.kernel_sizes, self.margin,
-                         self.lambda_edge, self.lambda_not_edge, self.ignore_index, self.weight_by)
+                         self.lambda_edge, self.lambda_not_edge, self.ignore_index, self.weight_by, self.backend)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", kernel_sizes={self.kernel_sizes}, weight_by={self.weight_by!r}"

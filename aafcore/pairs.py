@@ -16,6 +16,7 @@ builds the losses of the paper on it.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -23,9 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from aafcore.errors import NonFiniteError
+from aafcore.kernels import BACKENDS
+from aafcore.kernels import cpu as cpu_kernel
 
 __all__ = ["CLIP", "corner_offsets", "downsample_labels", "pair_tables", "pair_kl_sums", "check_inputs",
-           "check_label_range", "safe_mean", "VALIDATE_MODES"]
+           "check_label_range", "safe_mean", "VALIDATE_MODES", "BACKENDS", "resolve_backend"]
 
 CLIP = 1e-4  # probabilities are clipped to [1e-4, 1] before the logarithms, as in the official code
 SUM_DTYPE = torch.float64  # the per-class sums of many terms are accumulated in float64
@@ -505,13 +508,53 @@ class _PairKL(torch.autograd.Function):
         return g.unpad(g_pad), None, None, None, None, None
 
 
-def pair_kl_sums(logits, labels, half_sizes, margin, by_channel, ignore_index):
-    """Softmax then :class:`_PairKL`, in float32 at least and with autocast off."""
+AUTO_CPU_BACKEND = "cpp"  # what "auto" tries first for CPU tensors (the tests switch it to run both)
+
+
+def resolve_backend(name: str, backend: str, p: Tensor) -> str:
+    """The backend that computes the pair sums of ``p`` (the probabilities).
+
+    ``"torch"``: :class:`_PairKL`, dense torch ops on any device.  ``"cpp"``: the fused C++
+    kernel (:mod:`aafcore.kernels.cpu`; CPU tensors, float32/float64), compiled on first use.
+    ``"auto"``: ``"cpp"`` for CPU tensors when the kernel builds here (else ``"torch"``, with a
+    warning that says why), ``"torch"`` on any other device.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = AUTO_CPU_BACKEND if p.device.type == "cpu" else "torch"
+        if backend == "cpp":
+            backend = "auto"  # falls back to torch, with a warning, when the kernel does not build
+    if backend == "torch":
+        return "torch"
+    if p.device.type != "cpu":
+        raise ValueError(f"{name}: backend 'cpp' runs on CPU tensors, got {p.device}")
+    error = cpu_kernel.build_error()
+    if error is None:
+        return "cpp"
+    if backend == "cpp":
+        raise RuntimeError(f"{name}: backend 'cpp' is not available: {error}")
+    _warn_once(f"aafcore: the fused CPU kernel of the AAF loss is not available ({error}); using the slower "
+               f"torch backend")
+    return "torch"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def pair_kl_sums(logits, labels, half_sizes, margin, by_channel, ignore_index, backend: str = "auto"):
+    """Softmax then the pair sums of :class:`_PairKL` on ``backend`` (:func:`resolve_backend`),
+    in float32 at least and with autocast off."""
     with torch.autocast(device_type=logits.device.type, enabled=False):
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
-        return _PairKL.apply(logits.softmax(1), labels, tuple(half_sizes), float(margin), by_channel,
-                             ignore_index)
+        p = logits.softmax(1)
+        if resolve_backend("pair_kl_sums", backend, p) == "cpp":
+            grid = _flat(*p.shape[-2:], tuple(half_sizes), p.device)
+            return cpu_kernel.PairKLCpp.apply(p, labels, grid, float(margin), by_channel, ignore_index)
+        return _PairKL.apply(p, labels, tuple(half_sizes), float(margin), by_channel, ignore_index)
 
 
 def safe_mean(total: Tensor, count: Tensor) -> Tensor:

@@ -5,8 +5,9 @@ maps at the logits' resolution (a background with 2-5 ellipses/rectangles of ran
 half of the boundary pixels marked ignore, as VOC's void bands); ``--labels blocks`` gives random
 6-px blocks of random classes with 5% scattered ignore pixels, ``--labels noise`` i.i.d. labels
 (nearly every pair is an edge pair).  For each shape it prints the median fwd+bwd time of
-interleaved runs of the two losses and of ``F.cross_entropy`` on the same logits (so that
-machine noise hits all three alike), each loss's time as a multiple of cross-entropy's, the
+interleaved runs of the two losses (aafcore with its default backend, the fused kernel on the
+CPU, and again with its torch-ops backend) and of ``F.cross_entropy`` on the same logits (so that
+machine noise hits all alike), each loss's time as a multiple of cross-entropy's, the
 peak memory of one fwd+bwd, the ratios, and the largest difference between the two losses.
 
 * CPU peak memory: the rise of the peak resident set size (VmHWM, reset just before) during one
@@ -41,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from aafcore.losses import AdaptiveAffinityFieldLoss  # noqa: E402
+from aafcore.losses import AdaptiveAffinityFieldLoss, adaptive_affinity_field_loss  # noqa: E402
+from aafcore.pairs import resolve_backend  # noqa: E402
 from naive_aaf import naive_aaf  # noqa: E402
 
 SHAPES = [(8, 21, 42, 42), (8, 19, 90, 90), (2, 21, 336, 336)]
@@ -102,7 +104,10 @@ def run_once(impl, logits, labels, loss):
         value = F.cross_entropy(logits, labels, ignore_index=255)
     elif impl == "naive":
         value = naive_aaf(logits, labels, loss.edge_logits, loss.not_edge_logits, SIZES)
-    else:
+    elif impl == "torch":  # aafcore's dense torch-ops backend
+        value = adaptive_affinity_field_loss(logits, labels, loss.edge_logits, loss.not_edge_logits, SIZES,
+                                             backend="torch")
+    else:  # aafcore with its default backend (the fused kernel on the CPU)
         value = loss(logits, labels)
     value.backward()
     return value.detach()
@@ -121,7 +126,7 @@ def edge_fraction(labels):
 
 def time_shape(shape, device, reps, kind):
     logits, labels, loss = make_inputs(shape, device, kind=kind)
-    impls = ("naive", "aafcore", "ce")
+    impls = ("naive", "aafcore", "torch", "ce")
     values = {impl: run_once(impl, logits, labels, loss) for impl in impls}  # warm-up
     times = {impl: [] for impl in impls}
     for _ in range(reps):
@@ -220,8 +225,10 @@ def main(argv=None):
             ms, diff, frac = time_shape(shape, device, args.reps, args.labels)
             mem = {impl: peak_memory_mib(impl, shape, device, args.threads, args.labels)
                    for impl in ("naive", "aafcore")}
-            row = {"device": device, "shape": list(shape), "edge_pair_fraction": frac,
-                   "naive_ms": ms["naive"], "aafcore_ms": ms["aafcore"], "ce_ms": ms["ce"],
+            backend = resolve_backend("aaf_loss.py", "auto", torch.empty(0, device=device))
+            row = {"device": device, "shape": list(shape), "edge_pair_fraction": frac, "backend": backend,
+                   "naive_ms": ms["naive"], "aafcore_ms": ms["aafcore"], "torch_backend_ms": ms["torch"],
+                   "ce_ms": ms["ce"],
                    "speedup": ms["naive"] / ms["aafcore"], "naive_to_ce": ms["naive"] / ms["ce"],
                    "aafcore_to_ce": ms["aafcore"] / ms["ce"], "naive_peak_mib": mem["naive"],
                    "aafcore_peak_mib": mem["aafcore"], "memory_ratio": mem["naive"] / max(mem["aafcore"], 1e-9),

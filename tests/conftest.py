@@ -16,3 +16,13 @@ def smoke_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
     generate_synthetic(root, SYNTHETIC_PROFILES["smoke"])
     return root
+
+
+@pytest.fixture(params=["torch", "cpp"])
+def pair_backend(request, monkeypatch) -> str:
+    """Runs a test once per CPU backend of the AAF pair sums: what ``backend="auto"`` picks on the
+    CPU is switched (``aafcore.pairs.AUTO_CPU_BACKEND``)."""
+    import aafcore.pairs
+
+    monkeypatch.setattr(aafcore.pairs, "AUTO_CPU_BACKEND", request.param)
+    return request.param

@@ -47,9 +47,9 @@ def _synced(ops):
 
 
 @pytest.mark.parametrize("validate", ["async", "off"])
-@pytest.mark.parametrize("make", [lambda v: AdaptiveAffinityFieldLoss(5, validate=v),
-                                  lambda v: AdaptiveAffinityFieldLoss(5, weight_by="channel", validate=v),
-                                  lambda v: AffinityFieldLoss(5, validate=v)], ids=["aaf-label", "aaf-channel", "affinity"])
+@pytest.mark.parametrize("make", [lambda v: AdaptiveAffinityFieldLoss(5, validate=v, backend="torch"),
+                                  lambda v: AdaptiveAffinityFieldLoss(5, weight_by="channel", validate=v, backend="torch"),
+                                  lambda v: AffinityFieldLoss(5, validate=v, backend="torch")], ids=["aaf-label", "aaf-channel", "affinity"])
 def test_forward_and_backward_never_read_back_from_the_device(make, validate):
     """The hot path (checks, pair sums, means, backward) contains no .item(), bool(), nonzero or
     other data-dependent shape: on a GPU nothing makes the host wait."""
@@ -64,7 +64,7 @@ def test_forward_and_backward_never_read_back_from_the_device(make, validate):
 def test_the_sync_checks_do_read_back():
     """The recorder catches a host read-back: the CPU default ('sync') has two."""
     logits, labels = random_case(1, 5, 8, 8, seed=2, dtype=torch.float32)
-    assert _synced(_record(AdaptiveAffinityFieldLoss(5), logits, labels)) != []
+    assert _synced(_record(AdaptiveAffinityFieldLoss(5, backend="torch"), logits, labels)) != []
 
 
 @pytest.mark.parametrize("weight_by", ["label", "channel"])
@@ -75,7 +75,7 @@ def test_the_work_does_not_depend_on_the_labels(weight_by):
     logits, blocky = random_case(n, c, h, w, seed=3, dtype=torch.float32)
     noise = torch.randint(0, c, (n, h, w), generator=torch.Generator().manual_seed(0))
     ignored = torch.full((n, h, w), 255)
-    loss = AdaptiveAffinityFieldLoss(c, weight_by=weight_by, validate="off")
+    loss = AdaptiveAffinityFieldLoss(c, weight_by=weight_by, validate="off", backend="torch")
     _record(loss, logits, blocky)  # the first call builds the cached grid geometry
     traces = [[(full, shapes) for _, full, shapes in _record(loss, logits, lab)] for lab in (blocky, noise, ignored)]
     assert traces[0] == traces[1] == traces[2]
@@ -115,6 +115,7 @@ def test_validate_must_be_a_known_mode():
         assert "\n" not in str(err.value) and "validate must be one of" in str(err.value)
 
 
+@pytest.mark.usefixtures("pair_backend")
 @pytest.mark.parametrize("weight_by", ["label", "channel"])
 @pytest.mark.parametrize("labels_kind", ["noise", "one-class", "stripes"])
 def test_extreme_label_maps_match_the_oracle(weight_by, labels_kind):

@@ -8,6 +8,9 @@ from aafcore.losses import AdaptiveAffinityFieldLoss, AffinityFieldLoss
 from cases import random_case, randomise_weights, rel_err
 from naive_aaf import naive_aaf, naive_affinity
 
+# every test runs on both CPU backends of the pair sums (torch ops and the fused C++ kernel)
+pytestmark = pytest.mark.usefixtures("pair_backend")
+
 SHAPES = [(2, 5, 12, 13), (1, 2, 9, 9), (3, 21, 16, 11), (2, 3, 20, 7), (1, 19, 24, 30), (4, 8, 10, 10)]
 
 

@@ -8,6 +8,9 @@ from aafcore.losses import AdaptiveAffinityFieldLoss, AffinityFieldLoss
 from cases import random_case, random_labels, randomise_weights, rel_err
 from naive_aaf import naive_aaf
 
+# every test runs on both CPU backends of the pair sums (torch ops and the fused C++ kernel)
+pytestmark = pytest.mark.usefixtures("pair_backend")
+
 
 @pytest.mark.parametrize("weight_by", ["label", "channel"])
 def test_gradcheck_aaf(weight_by):

@@ -30,9 +30,10 @@ __all__ = ["GPU_STEP_BENCHMARKS", "LOSS_LABELS", "short_commit", "provenance_lin
 GPU_STEP_BENCHMARKS = {"train_step_cuda": "gpu profile", "train_step_cuda_voc": "VOC step",
                        "train_step_cuda_cityscapes": "Cityscapes per GPU"}
 # benchmarks/aaf_loss.py's columns -> (header, scale): the official data flow's port is "naive"; the
-# cross-entropy columns (CE ms, aafcore / CE) are shown when the file has them
+# cross-entropy columns (CE ms, aafcore / CE) and aafcore's torch-ops backend are shown when the file has them
 _LOSS_COLUMNS = {"edge_pair_fraction": ("edge pairs %", 100.0), "naive_ms": ("naive ms", 1.0),
-                 "aafcore_ms": ("aafcore ms", 1.0), "ce_ms": ("CE ms", 1.0), "speedup": ("speed-up ×", 1.0),
+                 "aafcore_ms": ("aafcore ms", 1.0), "torch_backend_ms": ("torch backend ms", 1.0),
+                 "ce_ms": ("CE ms", 1.0), "speedup": ("speed-up ×", 1.0),
                  "aafcore_to_ce": ("aafcore / CE", 1.0), "naive_peak_mib": ("naive peak MiB", 1.0),
                  "aafcore_peak_mib": ("aafcore peak MiB", 1.0), "memory_ratio": ("memory ×", 1.0)}
 LOSS_LABELS = ("scenes", "blocks", "noise")   # benchmarks/aaf_loss.py --labels
@@ -103,12 +104,14 @@ def loss_benchmark_table(results_root="results", device: str = "cpu", labels=("s
             continue
         rows = pd.DataFrame(d["results"])
         provenances.append(provenance_line(rows.pop("provenance").iloc[0]))
+        backend = rows["backend"].iloc[0] if "backend" in rows.columns else None
         frame = pd.DataFrame({head: rows[column].astype(float) * scale
                               for column, (head, scale) in _LOSS_COLUMNS.items() if column in rows.columns})
         frame.index = pd.Index([_shape(s) for s in rows["shape"]], name="N×C×H×W")
         frames[kind] = frame
         header = header or (f"Kernel sizes {', '.join(str(k) for k in d['kernel_sizes'])}, forward + backward, "
-                            f"float32, median of {d['reps']}")
+                            f"float32, median of {d['reps']}"
+                            + (f"; aafcore on its `{backend}` backend" if backend else ""))
     if not frames:
         return _missing(results_root, loss_benchmark_file(device, labels[0]))
     if len(labels) == 1:
