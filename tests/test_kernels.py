@@ -85,7 +85,7 @@ def test_non_contiguous_inputs_and_int32_labels():
     ref = AdaptiveAffinityFieldLoss(5, backend="torch").double()(logits, labels)
     channels_last = logits.detach().to(memory_format=torch.channels_last)
     value = AdaptiveAffinityFieldLoss(5, backend="cpp").double()(channels_last, labels.int().transpose(1, 2).contiguous().transpose(1, 2))
-    assert rel_err(value, ref.detach()) < 1e-12
+    assert rel_err(value.detach(), ref.detach()) < 1e-12
 
 
 def test_unknown_backend_is_a_one_line_error():
