@@ -98,6 +98,7 @@ REPORTS = ("results_pixel", "results_instance_boundary", "results_kernels", "res
 # the smoke profile checks that the tutorial runs, on a smaller toy experiment than the book's
 SMOKE_TUTORIAL = {"seeds": [0, 1], "steps": 12}
 STUDY_REPORTS = ("study_setup", "study_results", "intro")   # executed into the book only (they read results/study)
+READS_BENCHMARKS = ("performance", "results_cost")   # pages that read results/benchmarks
 # the results notebooks that also show the study (benchmark v2): executed into book/study/ with
 # profile "study", the book's main results; the cpu profile's copies in book/ are its v1 appendix
 STUDY_PAGES = ("results_pixel", "results_instance_boundary", "results_kernels", "results_domain", "results_cost",
@@ -221,8 +222,9 @@ def _study_jobs(results_root: Path, data_root, only: str | None, protocol) -> li
 
 def results_digest(tree: Path) -> str:
     """A digest of the finished results under ``tree`` (every ``metrics.json`` and the top-level
-    JSON files, by path and content): the ``inputs`` of the report jobs that read the study, so that
-    a run or evaluation landing there makes their executed copies stale."""
+    JSON files, by path and content): the ``inputs`` of the report jobs that read the study or the
+    benchmarks, so that a run, an evaluation or a benchmark landing there makes their executed
+    copies stale."""
     digest = hashlib.sha256()
     files = sorted(tree.glob("*/metrics.json")) + sorted(tree.glob("*/eval/*/metrics.json")) + sorted(tree.glob("*.json"))
     for path in files:
@@ -242,6 +244,13 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
     jobs += _evaluation_jobs(profile, dataset, results_root, data_root, trained)
     in_book = profile == "cpu" and results_root.resolve() == (ROOT / "results").resolve()
     study = results_digest(results_root / "study" / "synthetic") if in_book else None
+    bench = results_digest(results_root / "benchmarks") if in_book else None
+
+    def inputs(report: str, reads_study: bool) -> str | None:
+        """What makes the book's copy of ``report`` stale: the study's results, the benchmarks'."""
+        parts = [part for part, reads in ((study, reads_study), (bench, report in READS_BENCHMARKS)) if reads and part]
+        return "+".join(parts) or None
+
     report_dir = ROOT / "book" if in_book else results_root / profile / dataset / "reports"
     for report in REPORTS:
         if report in STUDY_REPORTS and not in_book:   # the study's pages read results/study: the book's only
@@ -250,11 +259,11 @@ def plan(profile: str = "cpu", dataset: str = "synthetic", results_root: str | P
         if report in ("tutorial", "performance", *STUDY_REPORTS):   # no run results of the profile
             params = dict(SMOKE_TUTORIAL) if report == "tutorial" and profile == "smoke" else {}
         jobs.append(Job("report", report, NOTEBOOKS / f"{report}.ipynb", report_dir / f"{report}.ipynb", params,
-                        inputs=study if report in STUDY_REPORTS else None))
+                        inputs=inputs(report, report in STUDY_REPORTS)))
     for page in STUDY_PAGES if in_book else ():
         params = {"profile": "study", "dataset": "synthetic", "results_root": str(results_root)}
         jobs.append(Job("report", f"study/{page}", NOTEBOOKS / f"{page}.ipynb", ROOT / "book" / "study" / f"{page}.ipynb",
-                        params, inputs=study))
+                        params, inputs=inputs(page, True)))
     return jobs
 
 
