@@ -147,3 +147,20 @@ def test_a_failing_compiler_leaves_no_library_behind(tmp_path):
     assert "fakecxx failed on pairkl.cpp: fatal error: something broke" in proc.stdout
     assert not list((tmp_path / "cache").glob("**/*.so"))
 
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_folder(tmp_path):
+    """$AAF_KERNEL_CACHE that cannot be a folder (here a file): the kernel is built in $TMPDIR."""
+    (tmp_path / "not-a-folder").write_text("")
+    code = """
+        import sys; sys.path[:0] = [%r]
+        from aafcore.kernels import cpu
+        print(cpu.build_error())
+    """ % str(cpu.SOURCE.parents[2])
+    env = {"PATH": "/usr/bin:/bin", "AAF_KERNEL_CACHE": str(tmp_path / "not-a-folder"), "HOME": str(tmp_path),
+           "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "None"
+    assert list((tmp_path / "tmp").glob("aafcore-*/pairkl-*.so"))

@@ -1,9 +1,9 @@
 """Backend ``"cpp"``: the fused CPU kernel of the AAF pair sums (``pairkl.cpp``).
 
 The kernel is compiled on first use with ``$CXX`` (default ``c++``), ``-O3 -march=native``, into
-``$AAF_KERNEL_CACHE`` (default ``~/.cache/aafcore``) under a name that hashes the source, the
-flags and the CPU, and loaded with ctypes (a call releases the GIL, so images run on
-``torch.get_num_threads()`` Python threads side by side).  :func:`available` says whether it
+``$AAF_KERNEL_CACHE`` (default ``~/.cache/aafcore``; the system's temporary folder when that cannot
+be written) under a name that hashes the source, the flags and the CPU, and loaded with ctypes (a
+call releases the GIL, so images run on ``torch.get_num_threads()`` Python threads side by side).  :func:`available` says whether it
 builds; :func:`build_error` why not.
 """
 
@@ -42,22 +42,27 @@ def _library() -> ctypes.CDLL | str:
         return f"no C++ compiler ({compiler!r} is not on PATH; set CXX)"
     src = SOURCE.read_bytes()
     key = hashlib.sha256(src + " ".join([compiler, *FLAGS, _cpu_id()]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("AAF_KERNEL_CACHE") or Path.home() / ".cache" / "aafcore")
-    target = cache / f"pairkl-{key}.so"
-    if not target.exists():
+    home = Path(os.environ.get("AAF_KERNEL_CACHE") or Path.home() / ".cache" / "aafcore")
+    errors = []
+    for cache in (home, Path(tempfile.gettempdir()) / f"aafcore-{os.getuid()}"):  # a read-only home: /tmp
+        target = cache / f"pairkl-{key}.so"
         try:
-            cache.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:  # build aside, then rename: never half-written
-                built = Path(tmp) / target.name
-                proc = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True,
-                                      text=True)
-                if proc.returncode:
-                    last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-                    return f"{compiler} failed on {SOURCE.name}: {last}"
-                os.replace(built, target)
+            if not target.exists():
+                cache.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=cache) as tmp:  # build aside, then rename: never half-written
+                    built = Path(tmp) / target.name
+                    proc = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(built)], capture_output=True,
+                                          text=True)
+                    if proc.returncode:
+                        last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+                        return f"{compiler} failed on {SOURCE.name}: {last}"
+                    os.replace(built, target)
+            lib = ctypes.CDLL(str(target))
+            break
         except OSError as err:
-            return f"cannot build the kernel in {cache}: {err}"
-    lib = ctypes.CDLL(str(target))
+            errors.append(f"{cache}: {err}")
+    else:
+        return "cannot build or load the kernel (" + "; ".join(errors) + ")"
     i64, ptr, dbl = ctypes.c_int64, ctypes.c_void_p, ctypes.c_double
     head = [i64] * 7 + [ptr, ptr, ptr, i64, dbl, ctypes.c_int]  # first, last, C, H, W, pad, K, steps, p, labels, ...
     for suffix in ("f32", "f64"):
