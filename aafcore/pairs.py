@@ -521,11 +521,7 @@ def resolve_backend(name: str, backend: str, p: Tensor) -> str:
     """
     if backend not in BACKENDS:
         raise ValueError(f"{name}: backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        backend = AUTO_CPU_BACKEND if p.device.type == "cpu" else "torch"
-        if backend == "cpp":
-            backend = "auto"  # falls back to torch, with a warning, when the kernel does not build
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and (p.device.type != "cpu" or AUTO_CPU_BACKEND == "torch")):
         return "torch"
     if p.device.type != "cpu":
         raise ValueError(f"{name}: backend 'cpp' runs on CPU tensors, got {p.device}")

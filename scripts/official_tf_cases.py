@@ -96,8 +96,7 @@ def main(argv=None) -> int:
     tf, lossx = official_modules(args.official)
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=args.official, capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    arrays = {"official_commit": np.array(commit), "tensorflow": np.array(tf.__version__ if hasattr(tf, "__version__")
-                                                                           else sys.modules["tensorflow"].VERSION),
+    arrays = {"official_commit": np.array(commit), "tensorflow": np.array(tf.__version__),
               "margin": np.float64(MARGIN), "cases": np.array(len(CASES))}
     for i, case in enumerate(CASES):
         logits, labels, edge_w, not_edge_w = case_inputs(*case)

@@ -167,6 +167,21 @@ void prepare(const Shape& g, const T* p, const int64_t* labels, Work<T>& wk, int
   }
 }
 
+// The pair (i, j = i + o) at its two edge channels a = y_i and b = y_j (0 where ignored; the edge
+// mask is 0 there): the packed look-ups A = (q, qb, lq, lqb) of channel a at j and B of channel b
+// at i, and KL_a(i, o), KL_b(i, o) from them and the own-label maps (channel a at i, b at j).
+template <typename T>
+struct EdgePair {
+  int64_t a, b;
+  const T *A, *B;
+  T kl_a, kl_b;
+  EdgePair(const T* packed, const T* own, int64_t S, int64_t C, int64_t i, int64_t j, int64_t yi, int64_t yj)
+      : a(yi < 0 ? 0 : yi), b(yj < 0 ? 0 : yj), A(packed + 4 * (j * C + a)), B(packed + 4 * (i * C + b)) {
+    kl_a = A[0] * (A[2] - own[2 * S + i]) + A[1] * (A[3] - own[3 * S + i]);
+    kl_b = own[j] * (own[2 * S + j] - B[2]) + own[S + j] * (own[3 * S + j] - B[3]);
+  }
+};
+
 template <typename T>
 inline T hinge(T margin, T x) {
   return margin - x > T(0) ? margin - x : T(0);
@@ -257,12 +272,10 @@ void forward(const Shape& g, const T* p, const int64_t* labels, double margin, i
     const T* vt = g.mask(wk.v, t);
     T *ha = ed + k * S, *ka = ed + (K + k) * S, *hb = ed + (2 * K + k) * S, *kb = ed + (3 * K + k) * S;
     for (int64_t l = 0; l < L; ++l) {
-      const int64_t i = st0 + l, j = i + st, a = y[i], b = y[j];
-      const T e = (a != b) ? vt[l] : T(0);
-      const T* A = PK + 4 * (j * C + (a < 0 ? 0 : a));  // channel a at j
-      const T* B = PK + 4 * (i * C + (b < 0 ? 0 : b));  // channel b at i
-      const T kl_a = A[0] * (A[2] - own[2 * S + i]) + A[1] * (A[3] - own[3 * S + i]);
-      const T kl_b = own[j] * (own[2 * S + j] - B[2]) + own[S + j] * (own[3 * S + j] - B[3]);
+      const int64_t i = st0 + l, j = i + st;
+      const T e = (y[i] != y[j]) ? vt[l] : T(0);
+      const EdgePair<T> pr(PK, own, S, C, i, j, y[i], y[j]);
+      const T kl_a = pr.kl_a, kl_b = pr.kl_b;
       ha[i] += e * hinge(m, kl_a), ka[i] += e * kl_a;
       if (by_channel)
         hb[j] += e * hinge(m, kl_b), kb[j] += e * kl_b;
@@ -358,12 +371,11 @@ void backward(const Shape& g, const T* p, const int64_t* labels, double margin, 
     const T* vt = g.mask(wk.v, t);
     const T *ge = g_edge + k * C, *gn = g_non + k * C;
     for (int64_t l = 0; l < L; ++l) {
-      const int64_t i = st0 + l, j = i + st, a0 = y[i], b0 = y[j];
-      const T e = (a0 != b0) ? vt[l] : T(0);
-      const int64_t a = a0 < 0 ? 0 : a0, b = b0 < 0 ? 0 : b0, aj = j * C + a, bi = i * C + b;
-      const T *A = PK + 4 * aj, *B = PK + 4 * bi;
-      const T kl_a = A[0] * (A[2] - own[2 * S + i]) + A[1] * (A[3] - own[3 * S + i]);
-      const T kl_b = own[j] * (own[2 * S + j] - B[2]) + own[S + j] * (own[3 * S + j] - B[3]);
+      const int64_t i = st0 + l, j = i + st;
+      const T e = (y[i] != y[j]) ? vt[l] : T(0);
+      const EdgePair<T> pr(PK, own, S, C, i, j, y[i], y[j]);
+      const int64_t a = pr.a, b = pr.b, aj = j * C + a, bi = i * C + b;
+      const T *A = pr.A, *B = pr.B, kl_a = pr.kl_a, kl_b = pr.kl_b;
       const int64_t kb = by_channel ? b : a;
       const T d_a = -e * ((m - kl_a > T(0) ? ge[a] : T(0)) + gn[a]);
       const T d_b = -e * ((m - kl_b > T(0) ? ge[kb] : T(0)) + gn[kb]);
